@@ -1,0 +1,214 @@
+"""Registry access. Every stage goes through this class; no SQL elsewhere."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import create_engine, event, func, insert, select, update
+from sqlalchemy.engine import Engine
+
+from core.domain import OPEN_ALERT_STATES, Alert, AlertState, DeadLetter, Station
+from core.registry import tables as t
+from core.timeutil import utcnow
+
+UTC = timezone.utc
+
+
+class AlertNotFound(LookupError):
+    pass
+
+
+def _aware(ts: datetime | None) -> datetime | None:
+    # SQLite gives naive datetimes back; everything stored is UTC.
+    if ts is None:
+        return None
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def _normalise_db_url(url: str) -> str:
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
+def open_registry(url: str) -> "Registry":
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(_normalise_db_url(url), pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _rec: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+    return Registry(engine)
+
+
+_STATION_COLS = [c.name for c in t.stations.columns]
+_ALERT_FIELDS = ("station_id", "kind", "rule", "metric", "severity", "state", "started_at", "updated_at", "value",
+                 "threshold", "message", "acknowledged_at", "acknowledged_by", "cleared_at")
+
+
+class Registry:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def create_schema(self) -> None:
+        t.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- stations ---------------------------------------------------------
+    def upsert_stations(self, stations: Iterable[Station]) -> int:
+        rows = [s.model_dump(mode="json") for s in stations]
+        if not rows:
+            return 0
+        with self.engine.begin() as conn:
+            existing = set(conn.scalars(select(t.stations.c.id)))
+            new = [r for r in rows if r["id"] not in existing]
+            old = [r for r in rows if r["id"] in existing]
+            if new:
+                conn.execute(insert(t.stations), new)
+            for r in old:
+                conn.execute(update(t.stations).where(t.stations.c.id == r["id"]).values(**r))
+        return len(rows)
+
+    def list_stations(self, kind: str | None = None, town: str | None = None) -> list[Station]:
+        q = select(t.stations).order_by(t.stations.c.id)
+        if kind:
+            q = q.where(t.stations.c.kind == kind)
+        if town:
+            q = q.where(t.stations.c.town == town)
+        with self.engine.connect() as conn:
+            return [Station.model_validate(dict(row._mapping)) for row in conn.execute(q)]
+
+    def get_station(self, station_id: str) -> Station | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.stations).where(t.stations.c.id == station_id)).first()
+        return Station.model_validate(dict(row._mapping)) if row else None
+
+    def count_stations(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.stations.c.kind, func.count()).group_by(t.stations.c.kind)).all()
+        return {k: n for k, n in rows}
+
+    # -- dead letters -----------------------------------------------------
+    def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(insert(t.dead_letters), [
+                {"received_at": d.received_at, "topic": d.topic, "payload": d.payload, "reason": d.reason,
+                 "detail": d.detail} for d in letters])
+
+    def list_dead_letters(self, reason: str | None = None, start: datetime | None = None,
+                          end: datetime | None = None, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
+        q = select(t.dead_letters).order_by(t.dead_letters.c.id.desc()).limit(limit).offset(offset)
+        if reason:
+            q = q.where(t.dead_letters.c.reason == reason)
+        if start:
+            q = q.where(t.dead_letters.c.received_at >= start)
+        if end:
+            q = q.where(t.dead_letters.c.received_at < end)
+        with self.engine.connect() as conn:
+            return [DeadLetter(topic=r.topic, payload=r.payload, reason=r.reason, detail=r.detail,
+                               received_at=_aware(r.received_at), id=r.id) for r in conn.execute(q)]
+
+    def count_dead_letters(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.scalar(select(func.count()).select_from(t.dead_letters)) or 0
+
+    # -- alerts -----------------------------------------------------------
+    @staticmethod
+    def _alert(row: Any) -> Alert:
+        m = dict(row._mapping)
+        for k in ("started_at", "updated_at", "acknowledged_at", "cleared_at"):
+            m[k] = _aware(m[k])
+        return Alert(**m)
+
+    def open_alerts(self) -> list[Alert]:
+        q = select(t.alerts).where(t.alerts.c.state.in_(OPEN_ALERT_STATES))
+        with self.engine.connect() as conn:
+            return [self._alert(r) for r in conn.execute(q)]
+
+    def insert_alert(self, alert: Alert, event_name: str = "raised") -> Alert:
+        with self.engine.begin() as conn:
+            alert.id = conn.execute(insert(t.alerts).values({f: getattr(alert, f) for f in _ALERT_FIELDS})
+                                    ).inserted_primary_key[0]
+            self._event(conn, alert.id, event_name, alert.severity, alert.started_at, alert.message)
+        return alert
+
+    def save_alert(self, alert: Alert, event_name: str, data_time: datetime | None, detail: str = "") -> Alert:
+        with self.engine.begin() as conn:
+            conn.execute(update(t.alerts).where(t.alerts.c.id == alert.id)
+                         .values({f: getattr(alert, f) for f in _ALERT_FIELDS}))
+            self._event(conn, alert.id, event_name, alert.severity, data_time, detail)
+        return alert
+
+    def add_alert_event(self, alert_id: int, event_name: str, severity: str | None, data_time: datetime | None,
+                        detail: str = "") -> None:
+        with self.engine.begin() as conn:
+            self._event(conn, alert_id, event_name, severity, data_time, detail)
+
+    @staticmethod
+    def _event(conn: Any, alert_id: int, name: str, severity: str | None, data_time: datetime | None,
+               detail: str) -> None:
+        conn.execute(insert(t.alert_events).values(alert_id=alert_id, event=name, severity=severity,
+                                                   data_time=data_time, wall_time=utcnow(), detail=detail))
+
+    def list_alerts(self, state: str | None = None, severity: str | None = None, station_id: str | None = None,
+                    limit: int = 100, offset: int = 0) -> list[Alert]:
+        q = select(t.alerts).order_by(t.alerts.c.id.desc()).limit(limit).offset(offset)
+        if state:
+            q = q.where(t.alerts.c.state == state)
+        if severity:
+            q = q.where(t.alerts.c.severity == severity)
+        if station_id:
+            q = q.where(t.alerts.c.station_id == station_id)
+        with self.engine.connect() as conn:
+            return [self._alert(r) for r in conn.execute(q)]
+
+    def get_alert(self, alert_id: int) -> Alert:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.alerts).where(t.alerts.c.id == alert_id)).first()
+        if row is None:
+            raise AlertNotFound(alert_id)
+        return self._alert(row)
+
+    def alert_events(self, alert_id: int) -> list[dict[str, Any]]:
+        q = select(t.alert_events).where(t.alert_events.c.alert_id == alert_id).order_by(t.alert_events.c.id)
+        with self.engine.connect() as conn:
+            out = []
+            for r in conn.execute(q):
+                m = dict(r._mapping)
+                m["data_time"], m["wall_time"] = _aware(m["data_time"]), _aware(m["wall_time"])
+                out.append(m)
+            return out
+
+    def acknowledge_alert(self, alert_id: int, by: str) -> Alert:
+        """Acknowledge an open alert. Acknowledging twice is harmless; a cleared alert stays cleared."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(t.alerts).where(t.alerts.c.id == alert_id).with_for_update()).first()
+            if row is None:
+                raise AlertNotFound(alert_id)
+            alert = self._alert(row)
+            if alert.acknowledged_at is None:
+                now = utcnow()
+                values: dict[str, Any] = {"acknowledged_at": now, "acknowledged_by": by}
+                if alert.state == AlertState.active.value:
+                    values["state"] = AlertState.acknowledged.value
+                conn.execute(update(t.alerts).where(t.alerts.c.id == alert_id).values(values))
+                self._event(conn, alert_id, "acknowledged", alert.severity, None, f"by {by}")
+                for k, v in values.items():
+                    setattr(alert, k, v)
+        return alert
+
+    def count_alerts_by_severity(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.alerts.c.severity, func.count()).group_by(t.alerts.c.severity)).all()
+        return {k: n for k, n in rows}

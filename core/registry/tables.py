@@ -1,0 +1,72 @@
+"""Registry DB schema (SQLAlchemy Core): stations, dead letters, alerts and their events."""
+
+from __future__ import annotations
+
+from sqlalchemy import (JSON, BigInteger, Column, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
+                        MetaData, String, Table, Text)
+
+metadata = MetaData()
+
+stations = Table(
+    "stations", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("town", String(100), nullable=False, index=True),
+    Column("lat", Float, nullable=False),
+    Column("lon", Float, nullable=False),
+    Column("interval_s", Integer, nullable=False),
+    Column("river", String(200)),
+    Column("village", String(200)),
+    Column("dead_level_m", Float),
+    Column("normal_level_m", Float),
+    Column("flood_limit_level_m", Float),
+    Column("design_flood_level_m", Float),
+    Column("check_flood_level_m", Float),
+    Column("crest_level_m", Float),
+    Column("warning_level_m", Float),
+    Column("guaranteed_level_m", Float),
+    Column("level_storage", JSON),
+    Column("flood_limit_periods", JSON),
+)
+
+dead_letters = Table(
+    "dead_letters", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("received_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("topic", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("reason", String(64), nullable=False, index=True),
+    Column("detail", Text, nullable=False),
+)
+
+alerts = Table(
+    "alerts", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("station_id", String(64), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("rule", String(64), nullable=False),
+    Column("metric", String(64), nullable=False),
+    Column("severity", String(16), nullable=False, index=True),
+    Column("state", String(16), nullable=False, index=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("threshold", Float),
+    Column("message", Text, nullable=False),
+    Column("acknowledged_at", DateTime(timezone=True)),
+    Column("acknowledged_by", String(100)),
+    Column("cleared_at", DateTime(timezone=True)),
+    Index("alerts_station_rule", "station_id", "rule"),
+)
+
+alert_events = Table(
+    "alert_events", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("alert_id", ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("event", String(32), nullable=False),
+    Column("severity", String(16)),
+    Column("data_time", DateTime(timezone=True)),
+    Column("wall_time", DateTime(timezone=True), nullable=False),
+    Column("detail", Text),
+)

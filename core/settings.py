@@ -1,0 +1,114 @@
+"""All configuration in one place, read from the environment (prefix ``SMARTWATER_``) and ``.env``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+TSDB_SCHEMES = ("sqlite", "influxdb", "influxdb2")
+DB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SMARTWATER_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("data")
+
+    # Broker. mqtt:// or mqtts://, user and password allowed: mqtt://user:pass@host:1883
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    # MQTT 5 lets ingest raise Receive Maximum so batching is not starved by the broker's
+    # in-flight window; the embedded broker (amqtt) speaks 3.1.1 only.
+    mqtt_protocol: Literal["5", "3.1.1"] = "5"
+    mqtt_client_prefix: str = "smartwater"
+    mqtt_receive_maximum: int = Field(default=20000, ge=1, le=65535)
+    mqtt_keepalive_s: int = Field(default=30, ge=5)
+
+    # Time-series store: sqlite:///path | influxdb://host:port/database | influxdb2://host:port/bucket?org=ORG
+    tsdb_url: str | None = None
+    influx_token: SecretStr | None = None
+    # Registry DB: sqlite:///path | postgresql://user@host/db
+    db_url: str | None = None
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    display_timezone: str = "Asia/Shanghai"
+
+    ingest_batch_size: int = Field(default=5000, ge=1)
+    # amqtt drops an unacknowledged QoS 1 delivery after 5 s, so the flush timer must stay well below that.
+    ingest_flush_interval_s: float = Field(default=0.2, gt=0, le=2.0)
+    ingest_max_payload_bytes: int = Field(default=256 * 1024, ge=256)
+    ingest_max_future_s: float = Field(default=300.0, ge=0)
+
+    alerts_reservoir_design_margin_m: float = Field(default=1.0, ge=0)
+    webhook_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+
+    district_seed: int = 20260628
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("webhook_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [u.strip() for u in v.replace(";", ",").split(",") if u.strip()]
+        return v
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _check_urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise ValueError(f"webhook URL must be http(s): {url!r}")
+        return v
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(f"SMARTWATER_MQTT_URL must look like mqtt://host:port, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _defaults_under_data_dir(self) -> "Settings":
+        if self.tsdb_url is None:
+            self.tsdb_url = f"sqlite:///{self.data_dir / 'timeseries.sqlite3'}"
+        if self.db_url is None:
+            self.db_url = f"sqlite:///{self.data_dir / 'registry.sqlite3'}"
+        if urlsplit(self.tsdb_url).scheme not in TSDB_SCHEMES:
+            raise ValueError(f"SMARTWATER_TSDB_URL scheme must be one of {TSDB_SCHEMES}, got {self.tsdb_url!r}")
+        if urlsplit(self.db_url).scheme not in DB_SCHEMES:
+            raise ValueError(f"SMARTWATER_DB_URL scheme must be one of {DB_SCHEMES}, got {self.db_url!r}")
+        return self
+
+    @property
+    def mqtt(self) -> "MqttEndpoint":
+        parts = urlsplit(self.mqtt_url)
+        return MqttEndpoint(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (8883 if parts.scheme == "mqtts" else 1883),
+            username=parts.username,
+            password=parts.password,
+            tls=parts.scheme == "mqtts",
+        )
+
+
+class MqttEndpoint:
+    __slots__ = ("host", "port", "username", "password", "tls")
+
+    def __init__(self, host: str, port: int, username: str | None, password: str | None, tls: bool) -> None:
+        self.host, self.port, self.username, self.password, self.tls = host, port, username, password, tls
+
+    def __repr__(self) -> str:  # never print the password
+        return f"MqttEndpoint({self.host}:{self.port}, user={self.username!r}, tls={self.tls})"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,38 @@
+"""The time-series store port. Adapters: SQLite (embedded), InfluxDB (servers)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal, Protocol, Sequence
+
+from core.domain import Reading
+
+Agg = Literal["mean", "min", "max", "sum", "count"]
+AGGS: tuple[str, ...] = ("mean", "min", "max", "sum", "count")
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot be reached now; the caller keeps its data and retries."""
+
+
+class TimeSeriesStore(Protocol):
+    def write(self, readings: Sequence[Reading]) -> None:
+        """Write readings; the same station, metric and time written twice keeps one point."""
+
+    def latest(self, kind: str | None = None, station_ids: Sequence[str] | None = None) -> list[Reading]:
+        """The newest reading of every (station, metric), optionally filtered."""
+
+    def query(self, station_id: str, metric: str | None, start: datetime, end: datetime,
+              limit: int = 10000) -> list[Reading]:
+        """Raw readings in [start, end), oldest first."""
+
+    def aggregate(self, station_id: str, metric: str, start: datetime, end: datetime,
+                  every_s: int, agg: Agg) -> list[tuple[datetime, float]]:
+        """Readings in [start, end) bucketed by ``every_s`` seconds (aligned to the epoch)."""
+
+    def counts_by_kind(self) -> dict[str, int]:
+        """Number of stored points per station kind."""
+
+    def ping(self) -> bool: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,136 @@
+"""Embedded time-series store on SQLite: one row per (station, metric, time), upserted."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Sequence
+
+from core.domain import Reading
+from core.timeutil import from_ms, to_ms
+from core.tsdb.port import AGGS, Agg, StoreUnavailable
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    station_id TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (station_id, metric, ts_ms)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS latest (
+    station_id TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (station_id, metric)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS latest_kind ON latest (kind);
+"""
+
+_SQL_AGG = {"mean": "AVG(value)", "min": "MIN(value)", "max": "MAX(value)", "sum": "SUM(value)",
+            "count": "COUNT(value)"}
+
+
+class SQLiteStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection shared across threads behind a lock; WAL lets readers in other
+        # processes (the API under `smartwater run api`) read while ingest writes.
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
+        self._lock = threading.RLock()
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.executescript(_SCHEMA)
+
+    @classmethod
+    def from_url(cls, url: str) -> "SQLiteStore":
+        return cls(url.removeprefix("sqlite:///"))
+
+    def write(self, readings: Sequence[Reading]) -> None:
+        if not readings:
+            return
+        rows = [(r.station_id, r.metric, to_ms(r.ts), r.kind, float(r.value)) for r in readings]
+        try:
+            with self._lock:
+                self._conn.execute("BEGIN")
+                try:
+                    self._conn.executemany(
+                        "INSERT INTO readings (station_id, metric, ts_ms, kind, value) VALUES (?,?,?,?,?) "
+                        "ON CONFLICT (station_id, metric, ts_ms) DO UPDATE SET value=excluded.value, kind=excluded.kind",
+                        rows)
+                    # Out-of-order arrivals must not move "latest" backwards.
+                    self._conn.executemany(
+                        "INSERT INTO latest (station_id, metric, ts_ms, kind, value) VALUES (?,?,?,?,?) "
+                        "ON CONFLICT (station_id, metric) DO UPDATE SET ts_ms=excluded.ts_ms, value=excluded.value, "
+                        "kind=excluded.kind WHERE excluded.ts_ms >= latest.ts_ms",
+                        rows)
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"SQLite write failed: {exc}") from exc
+
+    def latest(self, kind: str | None = None, station_ids: Sequence[str] | None = None) -> list[Reading]:
+        sql = "SELECT station_id, kind, metric, ts_ms, value FROM latest"
+        where, args = [], []
+        if kind:
+            where.append("kind = ?")
+            args.append(kind)
+        if station_ids is not None:
+            where.append(f"station_id IN ({','.join('?' * len(station_ids))})")
+            args.extend(station_ids)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY station_id, metric"
+        with self._lock:
+            rows = self._conn.execute(sql, args).fetchall()
+        return [Reading(s, k, m, from_ms(t), v) for s, k, m, t, v in rows]
+
+    def query(self, station_id: str, metric: str | None, start: datetime, end: datetime,
+              limit: int = 10000) -> list[Reading]:
+        sql = "SELECT station_id, kind, metric, ts_ms, value FROM readings WHERE station_id = ? AND ts_ms >= ? AND ts_ms < ?"
+        args: list[object] = [station_id, to_ms(start), to_ms(end)]
+        if metric:
+            sql += " AND metric = ?"
+            args.append(metric)
+        sql += " ORDER BY ts_ms, metric LIMIT ?"
+        args.append(limit)
+        with self._lock:
+            rows = self._conn.execute(sql, args).fetchall()
+        return [Reading(s, k, m, from_ms(t), v) for s, k, m, t, v in rows]
+
+    def aggregate(self, station_id: str, metric: str, start: datetime, end: datetime,
+                  every_s: int, agg: Agg) -> list[tuple[datetime, float]]:
+        if agg not in AGGS:
+            raise ValueError(f"agg must be one of {AGGS}")
+        every_ms = int(every_s * 1000)
+        sql = (f"SELECT (ts_ms / ?) * ? AS bucket, {_SQL_AGG[agg]} FROM readings "
+               "WHERE station_id = ? AND metric = ? AND ts_ms >= ? AND ts_ms < ? GROUP BY bucket ORDER BY bucket")
+        with self._lock:
+            rows = self._conn.execute(sql, (every_ms, every_ms, station_id, metric, to_ms(start), to_ms(end))).fetchall()
+        return [(from_ms(b), float(v)) for b, v in rows]
+
+    def counts_by_kind(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._conn.execute("SELECT kind, COUNT(*) FROM readings GROUP BY kind").fetchall()
+        return {k: n for k, n in rows}
+
+    def ping(self) -> bool:
+        try:
+            with self._lock:
+                self._conn.execute("SELECT 1").fetchone()
+            return True
+        except sqlite3.Error:
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
