@@ -208,7 +208,8 @@ class Registry:
                     setattr(alert, k, v)
         return alert
 
-    def count_alerts_by_severity(self) -> dict[str, int]:
+    def count_alerts_by_severity(self, since_id: int = 0) -> dict[str, int]:
+        q = select(t.alerts.c.severity, func.count()).where(t.alerts.c.id > since_id).group_by(t.alerts.c.severity)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(t.alerts.c.severity, func.count()).group_by(t.alerts.c.severity)).all()
+            rows = conn.execute(q).all()
         return {k: n for k, n in rows}

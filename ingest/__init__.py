@@ -1,0 +1,5 @@
+"""Ingest stage: MQTT → decode → validate → batch → time-series store (at least once)."""
+
+from ingest.service import Ingestor
+
+__all__ = ["Ingestor"]

@@ -1,0 +1,200 @@
+"""The ingestor: a persistent QoS 1 MQTT session whose messages are acknowledged only after the
+batch holding them is written (design.md §2). A crash before the write means the broker redelivers;
+writes are idempotent, so redelivery is harmless.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+
+from core.domain import DeadLetter, Reading, Station
+from core.logs import kv
+from core.mqtt import MqttConsumer
+from core.payload import Rejected, decode, is_reading_topic
+from core.registry import Registry
+from core.settings import Settings
+from core.timeutil import utcnow
+from core.tsdb import TimeSeriesStore
+
+log = logging.getLogger("ingest")
+
+STATION_REFRESH_S = 30.0
+MAX_BACKOFF_S = 30.0
+
+
+@dataclass
+class _Batch:
+    readings: list[Reading] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    acks: list[tuple[int, int]] = field(default_factory=list)  # (mid, qos) to acknowledge after the write
+
+    def __len__(self) -> int:
+        return len(self.acks)
+
+
+class IngestStats:
+    def __init__(self) -> None:
+        self.messages_in = 0
+        self.readings_written: collections.Counter[str] = collections.Counter()  # by kind
+        self.dead_letters: collections.Counter[str] = collections.Counter()  # by reason
+        self.batches = 0
+        self.last_write_s = 0.0
+
+
+class Ingestor(MqttConsumer):
+    def __init__(self, settings: Settings, registry: Registry, store: TimeSeriesStore,
+                 client_id: str | None = None, topic: str = "water/#") -> None:
+        super().__init__(settings, client_id or f"{settings.mqtt_client_prefix}-ingest", [(topic, 1)],
+                         persistent=True, manual_ack=True, name="ingest")
+        self.registry = registry
+        self.store = store
+        self.stats = IngestStats()
+        self._stations: dict[str, Station] = {}
+        self._stations_loaded_at = 0.0
+        self._lock = threading.Lock()
+        self._batch = _Batch()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self._degraded_since: float | None = None
+        self._in_flight = 0  # messages taken out of _batch and being written
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> None:
+        self.reload_stations()
+        self._stopping.clear()
+        self._flusher = threading.Thread(target=self._flush_loop, name="ingest-flush", daemon=True)
+        self._flusher.start()
+        super().start()
+
+    def stop(self) -> None:
+        # Disconnect first so no new message arrives, then write what we hold. Anything the final
+        # write cannot store stays unacknowledged and the broker redelivers it next session.
+        super().stop()
+        self._stopping.set()
+        self._wake.set()
+        if self._flusher:
+            self._flusher.join(timeout=30)
+
+    def reload_stations(self) -> None:
+        self._stations = {s.id: s for s in self.registry.list_stations()}
+        self._stations_loaded_at = time.monotonic()
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._batch) + self._in_flight
+
+    def health(self) -> dict:
+        return {
+            "status": "degraded" if self._degraded_since is not None else ("ok" if self.connected.is_set() else "connecting"),
+            "connected": self.connected.is_set(),
+            "pending": self.pending,
+            "messages_in": self.stats.messages_in,
+            "readings_written": dict(self.stats.readings_written),
+            "dead_letters": dict(self.stats.dead_letters),
+        }
+
+    # -- network thread ----------------------------------------------------
+    def handle(self, msg: mqtt.MQTTMessage) -> None:
+        if not is_reading_topic(msg.topic):
+            self.client.ack(msg.mid, msg.qos)
+            return
+        readings: list[Reading] = []
+        dead: DeadLetter | None = None
+        now = utcnow()
+        try:
+            readings = self._decode(msg.topic, msg.payload, now)
+        except Rejected as rej:
+            dead = DeadLetter(topic=msg.topic, payload=bytes(msg.payload), reason=rej.reason, detail=rej.detail,
+                              received_at=now)
+        with self._lock:
+            self.stats.messages_in += 1
+            b = self._batch
+            if dead is not None:
+                b.dead.append(dead)
+            else:
+                b.readings.extend(readings)
+            b.acks.append((msg.mid, msg.qos))
+            full = len(b.readings) >= self.settings.ingest_batch_size
+        if full:
+            self._wake.set()
+
+    def _decode(self, topic: str, payload: bytes, now) -> list[Reading]:
+        try:
+            return decode(topic, payload, self._stations, now, max_bytes=self.settings.ingest_max_payload_bytes,
+                          max_future_s=self.settings.ingest_max_future_s)
+        except Rejected as rej:
+            # A station registered after we loaded the registry: look again, at most every few seconds.
+            if rej.reason == "unknown_station" and time.monotonic() - self._stations_loaded_at > 5:
+                self.reload_stations()
+                return decode(topic, payload, self._stations, now, max_bytes=self.settings.ingest_max_payload_bytes,
+                              max_future_s=self.settings.ingest_max_future_s)
+            raise
+
+    # -- flush thread ------------------------------------------------------
+    def _flush_loop(self) -> None:
+        interval = self.settings.ingest_flush_interval_s
+        backoff = interval
+        held: _Batch | None = None  # a batch whose write failed, retried before anything newer
+        while True:
+            stopping = self._stopping.is_set()
+            self._wake.wait(timeout=backoff if held else interval)
+            self._wake.clear()
+            if time.monotonic() - self._stations_loaded_at > STATION_REFRESH_S:
+                try:
+                    self.reload_stations()
+                except Exception:  # noqa: BLE001 - keep the old station list
+                    log.warning("station reload failed; keeping the previous list", exc_info=True)
+            if held is None:
+                with self._lock:
+                    held, self._batch = self._batch, _Batch()
+                    self._in_flight = len(held)
+            if len(held) and not self._write(held):
+                if stopping:
+                    log.warning("stopping with unwritten batch; the broker will redeliver it",
+                                extra=kv(messages=len(held)))
+                    return
+                backoff = min(max(backoff * 2, 0.5), MAX_BACKOFF_S)
+                continue
+            backoff = interval
+            held = None
+            with self._lock:
+                self._in_flight = 0
+            if stopping:
+                with self._lock:
+                    if not len(self._batch):
+                        return
+
+    def _write(self, batch: _Batch) -> bool:
+        t0 = time.perf_counter()
+        try:
+            if batch.readings:
+                self.store.write(batch.readings)
+            if batch.dead:
+                self.registry.add_dead_letters(batch.dead)
+        except Exception as exc:  # noqa: BLE001 - any store failure: keep the batch, retry later
+            if self._degraded_since is None:
+                self._degraded_since = time.monotonic()
+                log.error("store write failed; holding messages unacknowledged and retrying",
+                          extra=kv(error=str(exc)[:300], messages=len(batch)))
+            return False
+        if self._degraded_since is not None:
+            log.warning("store recovered", extra=kv(outage_s=round(time.monotonic() - self._degraded_since, 1)))
+            self._degraded_since = None
+        for mid, qos in batch.acks:
+            self.client.ack(mid, qos)
+        st = self.stats
+        st.batches += 1
+        st.last_write_s = time.perf_counter() - t0
+        for r in batch.readings:
+            st.readings_written[r.kind] += 1
+        for d in batch.dead:
+            st.dead_letters[d.reason] += 1
+        return True
