@@ -1,0 +1,101 @@
+"""Ingest against a real Mosquitto: good readings stored, garbage dead-lettered, outages survived."""
+
+from datetime import timedelta
+
+import pytest
+
+from core.mqtt import Publisher, wait_for
+from core.payload import encode
+from core.timeutil import utcnow
+from core.tsdb import StoreUnavailable
+from ingest import Ingestor
+
+
+@pytest.fixture
+def publisher(settings):
+    p = Publisher(settings, settings.mqtt_client_prefix + "-pub").start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def ingestor(settings, registry, store, stations):
+    ing = Ingestor(settings, registry, store)
+    ing.start()
+    assert ing.wait_connected(10)
+    yield ing
+    ing.stop()
+
+
+def test_readings_are_stored_and_garbage_dead_lettered(ingestor, publisher, store, registry):
+    t0 = utcnow() - timedelta(hours=2)
+    infos = [publisher.publish("water/rain/RG9001", encode(t0 + timedelta(seconds=10 * i), {"rain_mm": 0.1 * i}))
+             for i in range(300)]
+    bad = [("water/rain/RG9001", b"{nope"), ("water/rain/NOPE", encode(t0, {"rain_mm": 1})),
+           ("water/rain/RG9001", b'{"ts": "2026-01-01T00:00:00+08:00", "values": {"rain_mm": NaN}}'),
+           ("water/rain/RG9001", b"\xc3\x28")]
+    infos += [publisher.publish(t, p) for t, p in bad]
+    # our own alert notifications share the water/ root and must be neither stored nor dead letters
+    infos.append(publisher.publish("water/alerts/red", b'{"id": 1}'))
+    assert publisher.wait_all_published(infos)
+    assert wait_for(lambda: store.counts_by_kind().get("rain") == 300 and registry.count_dead_letters() == 4, 15)
+    got = store.query("RG9001", "rain_mm", t0, t0 + timedelta(hours=6))
+    assert [round(r.value, 6) for r in got] == [round(0.1 * i, 6) for i in range(300)]
+    reasons = sorted(d.reason for d in registry.list_dead_letters())
+    assert reasons == ["invalid_json", "invalid_utf8", "not_finite", "unknown_station"]
+    assert {d.payload for d in registry.list_dead_letters()} == {p for _, p in bad}
+    assert wait_for(lambda: ingestor.pending == 0, 5)
+    assert ingestor.health()["status"] == "ok"
+
+
+class FlakyStore:
+    """The real SQLite store behind a switch that makes it unreachable, as a database outage would."""
+
+    def __init__(self, inner):
+        self.inner, self.down, self.failed_writes = inner, False, 0
+
+    def write(self, readings):
+        if self.down:
+            self.failed_writes += 1
+            raise StoreUnavailable("store is down (test)")
+        self.inner.write(readings)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_store_outage_holds_messages_and_catches_up(settings, registry, store, stations, publisher):
+    flaky = FlakyStore(store)
+    ing = Ingestor(settings, registry, flaky)
+    ing.start()
+    try:
+        assert ing.wait_connected(10)
+        flaky.down = True
+        t0 = utcnow() - timedelta(hours=1)
+        infos = [publisher.publish("water/river/RV9001", encode(t0 + timedelta(seconds=i), {"water_level_m": 9.0}))
+                 for i in range(500)]
+        assert publisher.wait_all_published(infos)
+        assert wait_for(lambda: ing.health()["status"] == "degraded" and flaky.failed_writes >= 2, 10)
+        assert store.counts_by_kind() == {}
+        flaky.down = False
+        assert wait_for(lambda: store.counts_by_kind().get("river") == 500, 60)
+        assert wait_for(lambda: ing.health()["status"] == "ok", 5)
+    finally:
+        ing.stop()
+
+
+def test_messages_published_while_ingest_is_down_arrive_after_restart(settings, registry, store, stations, publisher):
+    ing = Ingestor(settings, registry, store)
+    ing.start()
+    assert ing.wait_connected(10)
+    ing.stop()  # the persistent session stays at the broker and queues for us
+    t0 = utcnow() - timedelta(hours=1)
+    infos = [publisher.publish("water/rain/RG9001", encode(t0 + timedelta(seconds=i), {"rain_mm": 1.0}))
+             for i in range(1000)]
+    assert publisher.wait_all_published(infos)
+    ing = Ingestor(settings, registry, store)
+    ing.start()
+    try:
+        assert wait_for(lambda: store.counts_by_kind().get("rain") == 1000, 30)
+    finally:
+        ing.stop()
