@@ -1,0 +1,111 @@
+"""Error responses: readable 422s, 404s, 503 when a backend is down, and a JSON 500 only for genuine bugs."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from typing import Any, NoReturn
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.logs import kv
+from core.tsdb import StoreUnavailable
+
+log = logging.getLogger("api")
+
+_SOURCES = {"query": "query parameter", "path": "path parameter", "header": "header", "cookie": "cookie"}
+_MAX_ECHO = 80
+
+
+def echo(value: object) -> str:
+    """A user-supplied value, quoted and shortened, fit to appear in an error message."""
+    text = str(value)
+    return repr(text if len(text) <= _MAX_ECHO else text[:_MAX_ECHO] + "…")
+
+
+def invalid(source: str, name: str, msg: str, value: Any = None) -> NoReturn:
+    """Raise a 422 shaped exactly like FastAPI's own parameter validation errors."""
+    raise RequestValidationError([{"type": "value_error", "loc": (source, name), "msg": msg, "input": value}])
+
+
+def not_found(what: str, ident: object) -> NoReturn:
+    raise HTTPException(status_code=404, detail=f"{what} {ident} not found")
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = [str(p) for p in err.get("loc", ())]
+    msg = str(err.get("msg", "invalid value"))
+    msg = msg.removeprefix("Value error, ")
+    if loc and loc[0] == "body":
+        where = f"body field '{'.'.join(loc[1:])}'" if len(loc) > 1 else "request body"
+    elif loc and loc[0] in _SOURCES:
+        where = f"{_SOURCES[loc[0]]} '{'.'.join(loc[1:])}'"
+    else:
+        where = ".".join(loc)
+    return f"{where}: {msg}" if where else msg
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = list(exc.errors())
+    items = [{"loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
+              "msg": str(e.get("msg", "")).removeprefix("Value error, "),
+              "type": str(e.get("type", "value_error"))} for e in errors]
+    detail = "; ".join(_describe(e) for e in errors) or "invalid request"
+    return JSONResponse(status_code=422, content={"detail": detail, "errors": items})
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("time-series store unavailable", extra=kv(path=request.url.path, error=str(exc)))
+    return JSONResponse(status_code=503, content={"detail": "time-series store unavailable, try again later"})
+
+
+async def _registry_unavailable(request: Request, exc: DBAPIError) -> JSONResponse:
+    # Connection failures, locks, timeouts, a schema not created yet: not a bug in the API.
+    log.warning("registry database unavailable", extra=kv(path=request.url.path, error=str(exc.orig)))
+    return JSONResponse(status_code=503, content={"detail": "registry database unavailable, try again later"})
+
+
+class CatchAllMiddleware:
+    """Turn an unhandled exception into a logged, JSON 500 without leaking the traceback to the client.
+
+    A plain ASGI middleware rather than ``add_exception_handler(Exception, ...)``: Starlette's
+    ServerErrorMiddleware re-raises after calling that handler, so the server would log every bug twice.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def _send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        except Exception:
+            log.exception("unhandled error", extra=kv(method=scope.get("method"), path=scope.get("path")))
+            if started:  # too late for a clean 500: let the server drop the connection
+                raise
+            response = JSONResponse(status_code=500, content={"detail": "internal server error"})
+            await response(scope, receive, send)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StoreUnavailable, _store_unavailable)
+    # The SQLite store's read paths raise sqlite3 errors as they are ("database is locked").
+    app.add_exception_handler(sqlite3.OperationalError, _store_unavailable)
+    app.add_exception_handler(OperationalError, _registry_unavailable)  # type: ignore[arg-type]
+    app.add_exception_handler(InterfaceError, _registry_unavailable)  # type: ignore[arg-type]
+    app.add_middleware(CatchAllMiddleware)
