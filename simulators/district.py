@@ -1,0 +1,362 @@
+"""A synthetic monitoring network the size of Qingdao's Jimo district (design.md §4), and its CSV form.
+
+The counts are Jimo's (40 reservoirs, 24 rain gauges, 1,033 villages in 17 towns; ~20 monitored rivers
+out of its 150), the towns are Jimo's town-level divisions, the coordinates fall inside the district's
+bounding box. Everything else (village names, small reservoirs, reference levels, curves) is synthetic
+but physically ordered, so alert rules see the same structure they would see in a bureau's registry.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from pathlib import Path
+from typing import Any, Iterable
+
+from pydantic import ValidationError
+
+from core.domain import FloodLimitPeriod, Kind, Station
+
+DEFAULT_SEED = 20260628
+
+# Bounding box of the generated coordinates; kept a little inside Jimo's extent on the map.
+LAT_MIN, LAT_MAX = 36.26, 36.64
+LON_MIN, LON_MAX = 120.26, 120.84
+
+# (name, lat, lon, relative number of villages). Centres are approximate seats of each division,
+# pulled inside the bounding box. 刘家庄镇 and 店集镇 were merged into neighbours in the 2000s;
+# they stand in for the district's two functional zones so that the division count matches the
+# "17 towns" the bureau reports against.
+TOWNS: tuple[tuple[str, float, float, float], ...] = (
+    ("环秀街道", 36.390, 120.450, 0.8),
+    ("通济街道", 36.370, 120.480, 0.9),
+    ("潮海街道", 36.405, 120.485, 0.8),
+    ("北安街道", 36.440, 120.420, 1.0),
+    ("龙山街道", 36.470, 120.370, 1.0),
+    ("鳌山卫街道", 36.370, 120.620, 1.0),
+    ("温泉街道", 36.410, 120.645, 0.9),
+    ("灵山街道", 36.490, 120.470, 1.1),
+    ("蓝村街道", 36.400, 120.270, 1.1),
+    ("龙泉街道", 36.320, 120.430, 0.9),
+    ("大信街道", 36.320, 120.320, 1.0),
+    ("段泊岚镇", 36.540, 120.320, 1.3),
+    ("移风店镇", 36.590, 120.280, 1.3),
+    ("田横镇", 36.460, 120.760, 1.2),
+    ("金口镇", 36.560, 120.600, 1.2),
+    ("刘家庄镇", 36.610, 120.420, 1.0),
+    ("店集镇", 36.500, 120.580, 1.0),
+)
+N_RESERVOIRS = 40
+N_RAIN = 24
+N_VILLAGES = 1033
+
+# Rivers (name, stations on it, upstream lat/lon, downstream lat/lon, flow at warning level m3/s).
+# 大沽河 runs along the western border; the others drain the hills in the north-east to the sea or to it.
+RIVERS: tuple[tuple[str, int, tuple[float, float], tuple[float, float], float], ...] = (
+    ("大沽河", 3, (36.63, 120.27), (36.28, 120.27), 1800.0),
+    ("墨水河", 3, (36.50, 120.52), (36.28, 120.40), 450.0),
+    ("五沽河", 2, (36.62, 120.45), (36.58, 120.27), 380.0),
+    ("流浩河", 2, (36.57, 120.38), (36.45, 120.27), 300.0),
+    ("桃源河", 2, (36.48, 120.40), (36.36, 120.30), 260.0),
+    ("龙泉河", 2, (36.40, 120.52), (36.30, 120.44), 220.0),
+    ("莲阴河", 2, (36.52, 120.74), (36.44, 120.82), 200.0),
+    ("洪江河", 2, (36.60, 120.66), (36.52, 120.80), 210.0),
+    ("猪洞河", 1, (36.47, 120.62), (36.40, 120.66), 120.0),
+    ("盟旺河", 1, (36.44, 120.34), (36.40, 120.29), 110.0),
+    ("周疃河", 1, (36.55, 120.54), (36.52, 120.62), 100.0),
+    ("温泉河", 1, (36.43, 120.60), (36.40, 120.68), 90.0),
+    ("王村河", 1, (36.40, 120.58), (36.36, 120.64), 90.0),
+    ("白马河", 1, (36.36, 120.56), (36.32, 120.62), 80.0),
+    ("南阡河", 1, (36.36, 120.38), (36.30, 120.33), 80.0),
+    ("葛村河", 1, (36.62, 120.50), (36.60, 120.57), 70.0),
+    ("鹤山河", 1, (36.50, 120.66), (36.47, 120.72), 70.0),
+    ("丰城河", 1, (36.58, 120.70), (36.55, 120.78), 60.0),
+    ("七级河", 1, (36.60, 120.33), (36.57, 120.29), 60.0),
+    ("灵山河", 1, (36.51, 120.46), (36.47, 120.50), 60.0),
+)
+
+# The three medium reservoirs keep their real names; the small ones get generated names.
+MEDIUM_RESERVOIRS = ("挪城水库", "王圈水库", "宋化泉水库")
+
+# Reservoirs sit in the hills: towns in the north and east get most of them.
+_RESERVOIR_TOWN_WEIGHT = {"田横镇": 4, "金口镇": 4, "店集镇": 3, "灵山街道": 3, "鳌山卫街道": 3, "温泉街道": 3,
+                          "龙山街道": 2, "段泊岚镇": 2, "刘家庄镇": 2, "移风店镇": 1, "北安街道": 1, "龙泉街道": 1}
+
+_DIRECTIONS = "东西南北前后大小上中"
+_SURNAMES = ("王家", "李家", "张家", "刘家", "孙家", "杨家", "赵家", "周家", "吴家", "黄家", "于家", "姜家",
+             "孔家", "兰家", "宋家", "郭家", "胡家", "高家", "林家", "徐家", "袁家", "马家", "韩家", "董家",
+             "曲家", "汪家", "邱家", "崔家", "吕家", "鲍家", "修家", "隋家", "臧家", "宫家", "栾家", "江家")
+_FEATURES = ("石门", "河崖", "山后", "岭前", "泉头", "柳沟", "桃林", "杏园", "松山", "槐树", "枣行", "沙岭",
+             "龙湾", "凤台", "马山", "牛齐", "鹿角", "官庄", "庙头", "店子", "营房", "寨里", "城阳", "埠后",
+             "泊子", "湾头", "台上", "桥头", "井子", "窑上", "白沙", "黄埠", "青山", "金山", "盐场", "葛村")
+_SUFFIXES = ("村", "庄", "疃", "屯", "埠", "泊", "沟", "岭", "戈庄", "家庄")
+
+
+def _clamp(v: float, lo: float, hi: float) -> float:
+    return min(hi, max(lo, v))
+
+
+def _place(rng: random.Random, lat: float, lon: float, spread: float) -> tuple[float, float]:
+    return (round(_clamp(rng.gauss(lat, spread), LAT_MIN, LAT_MAX), 5),
+            round(_clamp(rng.gauss(lon, spread * 1.25), LON_MIN, LON_MAX), 5))
+
+
+def _short(town: str) -> str:
+    return town.removesuffix("街道").removesuffix("镇")
+
+
+def _nearest_town(lat: float, lon: float) -> str:
+    return min(TOWNS, key=lambda t: (t[1] - lat) ** 2 + ((t[2] - lon) * 0.8) ** 2)[0]
+
+
+class _Names:
+    """Unique Chinese place names in the style of Jiaodong villages (…疃, …埠, …戈庄)."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.used: set[str] = set()
+
+    def village(self) -> str:
+        rng = self.rng
+        for _ in range(50):
+            core = rng.choice(_SURNAMES if rng.random() < 0.5 else _FEATURES)
+            prefix = rng.choice(_DIRECTIONS) if rng.random() < 0.35 else ""
+            name = prefix + core + rng.choice(_SUFFIXES)
+            if name not in self.used:
+                self.used.add(name)
+                return name
+        # Real registers number villages that share a name (一村, 二村…); so do we once random names run out.
+        base = rng.choice(_SURNAMES) + rng.choice(_SUFFIXES)
+        n = 1
+        while f"{base}{n}村" in self.used:
+            n += 1
+        self.used.add(f"{base}{n}村")
+        return f"{base}{n}村"
+
+    def claim(self, name: str) -> str:
+        self.used.add(name)
+        return name
+
+
+def _split(total: int, weights: list[float], rng: random.Random, minimum: int) -> list[int]:
+    """Split ``total`` into parts proportional to jittered weights, each at least ``minimum``."""
+    w = [x * rng.uniform(0.8, 1.2) for x in weights]
+    spare = total - minimum * len(w)
+    raw = [spare * x / sum(w) for x in w]
+    parts = [minimum + int(r) for r in raw]
+    # Largest remainders get the units lost to truncation, so the sum is exact.
+    order = sorted(range(len(w)), key=lambda i: raw[i] - int(raw[i]), reverse=True)
+    for i in order[: total - sum(parts)]:
+        parts[i] += 1
+    return parts
+
+
+def _reservoir(rng: random.Random, idx: int, name: str, town: str, lat: float, lon: float, medium: bool) -> Station:
+    dead = round(rng.uniform(20.0, 118.0), 2)
+    flood_limit = round(dead + rng.uniform(3.0, 8.0), 2)
+    # Some reservoirs are allowed to stay full through the flood season (flood-limit = normal pool).
+    normal = flood_limit if rng.random() < 0.15 else round(flood_limit + rng.uniform(0.3, 1.5), 2)
+    design = round(normal + rng.uniform(1.5, 3.0), 2)
+    check = round(design + rng.uniform(0.5, 1.5), 2)
+    crest = round(check + rng.uniform(1.0, 2.5), 2)
+    # Storage grows like (h - bed)^p for a valley; scale it to a class-typical storage at normal pool.
+    normal_storage = rng.uniform(10.0, 35.0) if medium else math.exp(rng.uniform(math.log(0.12), math.log(8.0)))
+    bed = dead - rng.uniform(2.0, 5.0)
+    p = rng.uniform(2.1, 2.6)
+    k = normal_storage / (normal - bed) ** p
+    n_seg = max(4, math.ceil(crest - dead))
+    curve: list[tuple[float, float]] = []
+    for i in range(n_seg + 1):
+        level = crest if i == n_seg else round(dead + (crest - dead) * i / n_seg, 2)
+        storage = round(k * (level - bed) ** p, 4)
+        if curve and storage <= curve[-1][1]:
+            storage = round(curve[-1][1] + 0.0001, 4)
+        curve.append((level, storage))
+    periods = [
+        FloodLimitPeriod(start="0601", end="0915", level_m=flood_limit, type="main"),
+        FloodLimitPeriod(start="0916", end="0531", level_m=normal, type="non_flood"),
+    ]
+    return Station(
+        id=f"RS{idx:04d}", kind=Kind.reservoir, name=name, town=town, lat=lat, lon=lon,
+        interval_s=rng.choice((600, 900)), dead_level_m=dead, flood_limit_level_m=flood_limit,
+        normal_level_m=normal, design_flood_level_m=design, check_flood_level_m=check, crest_level_m=crest,
+        level_storage=curve, flood_limit_periods=periods,
+    )
+
+
+def generate_district(seed: int = DEFAULT_SEED) -> list[Station]:
+    """Jimo-sized station list, identical for the same seed: reservoirs, rain gauges, rivers, villages."""
+    rng = random.Random(seed)
+    names = _Names(rng)
+    stations: list[Station] = []
+
+    # Reservoirs.
+    hill_towns = [t for t in TOWNS if t[0] in _RESERVOIR_TOWN_WEIGHT]
+    weights = [_RESERVOIR_TOWN_WEIGHT[t[0]] for t in hill_towns]
+    reservoirs: list[Station] = []
+    for i in range(1, N_RESERVOIRS + 1):
+        town, tlat, tlon, _ = rng.choices(hill_towns, weights)[0]
+        lat, lon = _place(rng, tlat, tlon, 0.03)
+        medium = i <= len(MEDIUM_RESERVOIRS)
+        name = names.claim(MEDIUM_RESERVOIRS[i - 1]) if medium else names.village().removesuffix("村") + "水库"
+        reservoirs.append(_reservoir(rng, i, name, town, lat, lon, medium))
+    stations += reservoirs
+
+    # Rain gauges: one at each town seat, the rest at the largest reservoirs (where bureaus put them).
+    gauge_sites = [(f"{_short(t)}雨量站", t, lat, lon) for t, lat, lon, _ in TOWNS]
+    gauge_sites += [(f"{r.name}雨量站", r.town, r.lat, r.lon) for r in reservoirs[: N_RAIN - len(TOWNS)]]
+    for i, (name, town, lat, lon) in enumerate(gauge_sites, 1):
+        glat, glon = _place(rng, lat, lon, 0.004)
+        stations.append(Station(id=f"RG{i:04d}", kind=Kind.rain, name=name, town=town, lat=glat, lon=glon,
+                                interval_s=300))
+
+    # River stations, spaced along each river from upstream to downstream.
+    idx = 0
+    used: set[str] = set()
+    for river, n, (lat0, lon0), (lat1, lon1), _q in RIVERS:
+        source_bed = rng.uniform(25.0, 45.0) - (12.0 if river == "大沽河" else 0.0)
+        for j in range(n):
+            idx += 1
+            f = (j + 0.5) / n + rng.uniform(-0.1, 0.1)
+            lat, lon = _place(rng, lat0 + (lat1 - lat0) * f, lon0 + (lon1 - lon0) * f, 0.005)
+            town = _nearest_town(lat, lon)
+            name = f"{river}{_short(town)}站"
+            if name in used:
+                name = f"{river}{_short(town)}{j + 1}号站"
+            used.add(name)
+            # Beds fall towards the sea (the border river 大沽河 is lowest); levels are rounded as gauges report them.
+            bed = max(2.0, source_bed - 20.0 * f)
+            warning = round(bed + rng.uniform(2.5, 4.5), 2)
+            guaranteed = round(warning + rng.uniform(0.8, 1.8), 2)
+            stations.append(Station(id=f"RV{idx:04d}", kind=Kind.river, name=name, town=town, lat=lat, lon=lon,
+                                    interval_s=rng.choice((600, 900)), river=river, warning_level_m=warning,
+                                    guaranteed_level_m=guaranteed))
+
+    # Village water-supply points, every town getting a share of the 1,033 villages.
+    counts = _split(N_VILLAGES, [t[3] for t in TOWNS], rng, minimum=30)
+    idx = 0
+    for (town, tlat, tlon, _), count in zip(TOWNS, counts):
+        for _ in range(count):
+            idx += 1
+            village = names.village()
+            lat, lon = _place(rng, tlat, tlon, 0.03)
+            stations.append(Station(id=f"VW{idx:04d}", kind=Kind.village_water, name=f"{village}供水点",
+                                    town=town, lat=lat, lon=lon, interval_s=rng.choice((600, 900)),
+                                    village=village))
+    return stations
+
+
+# --------------------------------------------------------------------------- CSV
+
+FIELDS: tuple[str, ...] = tuple(Station.model_fields)
+_REQUIRED = ("id", "kind", "name", "town", "lat", "lon")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)  # shortest text that reads back as the same float
+    if hasattr(value, "value"):  # enums
+        return str(value.value)
+    return str(value)
+
+
+def _fmt_curve(curve: Iterable[tuple[float, float]] | None) -> str:
+    return "" if not curve else ";".join(f"{float(l)!r}:{float(s)!r}" for l, s in curve)
+
+
+def _fmt_periods(periods: Iterable[FloodLimitPeriod] | None) -> str:
+    return "" if not periods else ";".join(f"{p.start}-{p.end}:{p.level_m!r}:{p.type}" for p in periods)
+
+
+def _parse_curve(text: str) -> list[tuple[float, float]]:
+    points = []
+    for part in text.split(";"):
+        level, _, storage = part.strip().partition(":")
+        if not storage:
+            raise ValueError(f"level_storage point {part!r} is not level:storage")
+        points.append((float(level), float(storage)))
+    levels = [p[0] for p in points]
+    if any(b <= a for a, b in zip(levels, levels[1:])):
+        raise ValueError("level_storage levels must be strictly ascending")
+    return points
+
+
+def _parse_periods(text: str) -> list[FloodLimitPeriod]:
+    periods = []
+    for part in text.split(";"):
+        bits = part.strip().split(":")
+        if len(bits) not in (2, 3) or "-" not in bits[0]:
+            raise ValueError(f"flood_limit_periods entry {part!r} is not MMDD-MMDD:level[:type]")
+        start, end = bits[0].split("-", 1)
+        periods.append(FloodLimitPeriod(start=start, end=end, level_m=float(bits[1]),
+                                        type=bits[2] if len(bits) == 3 else "main"))
+    return periods
+
+
+def write_stations_csv(stations: Iterable[Station], path: str | Path) -> None:
+    """One header row of Station field names, one row per station; empty cell = None."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(FIELDS)
+        for s in stations:
+            row = []
+            for f in FIELDS:
+                v = getattr(s, f)
+                row.append(_fmt_curve(v) if f == "level_storage" else
+                           _fmt_periods(v) if f == "flood_limit_periods" else _fmt(v))
+            writer.writerow(row)
+
+
+def _station_from_row(row: dict[str, str]) -> Station:
+    data: dict[str, Any] = {}
+    for key, cell in row.items():
+        cell = (cell or "").strip()
+        if cell == "":
+            continue  # None (or the model default)
+        if key == "level_storage":
+            data[key] = _parse_curve(cell)
+        elif key == "flood_limit_periods":
+            data[key] = _parse_periods(cell)
+        else:
+            data[key] = cell  # pydantic coerces numbers and the kind
+    return Station.model_validate(data)
+
+
+def load_stations_csv(path: str | Path) -> list[Station]:
+    """Read stations written by write_stations_csv (or by hand). Row numbers in errors count the header as 1."""
+    path = Path(path)
+    # utf-8-sig: spreadsheets save Chinese CSV with a byte-order mark.
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        header = [h.strip() for h in next(reader, [])]
+        unknown = [h for h in header if h not in FIELDS]
+        missing = [h for h in _REQUIRED if h not in header]
+        if unknown or missing:
+            raise ValueError(f"{path}: row 1 (header): " +
+                             "; ".join(x for x in (unknown and f"unknown columns {unknown}",
+                                                   missing and f"missing columns {missing}") if x))
+        stations: list[Station] = []
+        seen: dict[str, int] = {}
+        # Records, not lines, blank ones included: the numbers a spreadsheet shows (a quoted cell may span lines).
+        for n, cells in enumerate(reader, start=2):
+            if not any(c.strip() for c in cells):
+                continue
+            if len(cells) > len(header):
+                raise ValueError(f"{path}: row {n}: {len(cells)} cells for {len(header)} header columns")
+            row = dict(zip(header, cells))
+            try:
+                station = _station_from_row(row)
+            except ValidationError as exc:
+                detail = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+                raise ValueError(f"{path}: row {n} (station {row.get('id')!r}): {detail}") from None
+            except ValueError as exc:
+                raise ValueError(f"{path}: row {n} (station {row.get('id')!r}): {exc}") from None
+            if station.id in seen:
+                raise ValueError(f"{path}: row {n}: duplicate station id {station.id!r} "
+                                 f"(first in row {seen[station.id]})")
+            seen[station.id] = n
+            stations.append(station)
+    return stations
