@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from core.domain import Station
 from core.registry import open_registry
 from core.settings import Settings
 from core.tsdb import open_store
-from tests.servers import MosquittoServer
+from tests.servers import InfluxServer, MosquittoServer
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +20,63 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory):
     server = MosquittoServer(tmp_path_factory.mktemp("mosquitto")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def influxdb(tmp_path_factory: pytest.TempPathFactory):
+    server = InfluxServer(tmp_path_factory.mktemp("influxdb")).start()
+    yield server
+    server.stop()
+
+
+STORE_KINDS = ["sqlite", "influxdb", "influxdb2"]
+
+
+@pytest.fixture(params=STORE_KINDS)
+def contract_store(request: pytest.FixtureRequest, tmp_path: Path):
+    """An empty store of every adapter in turn (influxdb2 only with SMARTWATER_TEST_INFLUX2_URL set).
+
+    SMARTWATER_TEST_INFLUX2_URL looks like influxdb2://host:8086/?org=ORG (the bucket part is ignored: each
+    test gets its own bucket), with SMARTWATER_TEST_INFLUX2_TOKEN an all-access token.
+    """
+    kind = request.param
+    if kind == "sqlite":
+        from core.tsdb.sqlite import SQLiteStore
+
+        st = SQLiteStore(tmp_path / "timeseries.sqlite3")
+        yield st
+        st.close()
+    elif kind == "influxdb":
+        server: InfluxServer = request.getfixturevalue("influxdb")
+        name = "t_" + uuid.uuid4().hex[:12]
+        st = open_store(server.url_for(name))
+        yield st
+        st.close()
+        server.query(f'DROP DATABASE "{name}"')
+    else:
+        yield from _influx2_store()
+
+
+def _influx2_store():
+    from urllib.parse import parse_qs, urlsplit
+
+    url, token = os.environ.get("SMARTWATER_TEST_INFLUX2_URL"), os.environ.get("SMARTWATER_TEST_INFLUX2_TOKEN")
+    if not url or not token:
+        pytest.skip("set SMARTWATER_TEST_INFLUX2_URL and SMARTWATER_TEST_INFLUX2_TOKEN to test against InfluxDB 2")
+    from influxdb_client import InfluxDBClient
+
+    parts = urlsplit(url)
+    org = parse_qs(parts.query).get("org", [""])[-1]
+    http = f"{'https' if 'tls=true' in parts.query else 'http'}://{parts.hostname}:{parts.port or 8086}"
+    name = "t_" + uuid.uuid4().hex[:12]
+    with InfluxDBClient(url=http, token=token, org=org) as admin:
+        bucket = admin.buckets_api().create_bucket(bucket_name=name, org=org)
+        try:
+            st = open_store(f"{parts.scheme}://{parts.netloc}/{name}?{parts.query}", token=token)
+            yield st
+            st.close()
+        finally:
+            admin.buckets_api().delete_bucket(bucket)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import shutil
 import socket
 import subprocess
@@ -78,6 +79,142 @@ class MosquittoServer:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class InfluxServer:
+    """A private InfluxDB 1.x (Debian's ``influxd``) on free ports with all state in its own directory.
+
+    Only the HTTP API listens (on 127.0.0.1); the RPC/backup bind address gets a second free port so two
+    instances, or a system InfluxDB on 8086/8088, never clash. Restartable on the same ports and data.
+    """
+
+    def __init__(self, workdir: Path, port: int | None = None, database: str = "smartwater") -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.rpc_port = free_port()
+        while self.rpc_port == self.port:
+            self.rpc_port = free_port()
+        self.database = database
+        self.binary = find_binary("influxd", "/usr/bin/influxd")
+        self.conf = self.workdir / "influxdb.conf"
+        self.log = self.workdir / "influxd.log"
+        d = self.workdir
+        off = "[[{}]]\n  enabled = false\n  bind-address = \"127.0.0.1:0\"\n"
+        self.conf.write_text(
+            # Upstream's key, and Debian's (its build renamed it): unknown keys are ignored.
+            "reporting-disabled = true\n"
+            "reporting-enabled = false\n"
+            f'bind-address = "127.0.0.1:{self.rpc_port}"\n'
+            "[meta]\n"
+            f'  dir = "{d / "meta"}"\n'
+            "  retention-autocreate = true\n"
+            "  logging-enabled = false\n"
+            "[data]\n"
+            f'  dir = "{d / "data"}"\n'
+            f'  wal-dir = "{d / "wal"}"\n'
+            '  index-version = "inmem"\n'
+            '  wal-fsync-delay = "0s"\n'
+            "  query-log-enabled = false\n"
+            "  trace-logging-enabled = false\n"
+            "[coordinator]\n"
+            '  log-queries-after = "0s"\n'
+            "[retention]\n  enabled = false\n"
+            "[shard-precreation]\n  enabled = false\n"
+            # No _internal database, no self-monitoring writes.
+            "[monitor]\n  store-enabled = false\n"
+            "[subscriber]\n  enabled = false\n"
+            "[http]\n"
+            "  enabled = true\n"
+            f'  bind-address = "127.0.0.1:{self.port}"\n'
+            "  auth-enabled = false\n"
+            "  log-enabled = false\n"
+            "  suppress-write-log = true\n"
+            "  write-tracing = false\n"
+            "  pprof-enabled = false\n"
+            "  https-enabled = false\n"
+            "  unix-socket-enabled = false\n"
+            f'  bind-socket = "{d / "influxd.sock"}"\n'
+            "  max-row-limit = 0\n"
+            '[ifql]\n  enabled = false\n  bind-address = "127.0.0.1:0"\n'
+            "[logging]\n"
+            '  level = "error"\n'
+            "  suppress-logo = true\n"
+            "[continuous_queries]\n  enabled = false\n  log-enabled = false\n"
+            + "".join(off.format(s) for s in ("graphite", "collectd", "opentsdb", "udp")))
+        self.proc: subprocess.Popen | None = None
+        self._logf = None
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"influxdb://127.0.0.1:{self.port}/{self.database}"
+
+    def url_for(self, database: str) -> str:
+        return f"influxdb://127.0.0.1:{self.port}/{database}"
+
+    def start(self, timeout: float = 20.0) -> "InfluxServer":
+        import httpx
+
+        # INFLUXDB_* variables override the config file: keep them out so nothing points elsewhere.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB_")}
+        self._logf = open(self.log, "ab")
+        self.proc = subprocess.Popen([self.binary, "run", "-config", str(self.conf)], stdin=subprocess.DEVNULL,
+                                     stdout=self._logf, stderr=subprocess.STDOUT, env=env, cwd=self.workdir)
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=0.5) as client:
+            while True:
+                if self.proc.poll() is not None:
+                    code = self.proc.returncode
+                    self._close_log()
+                    tail = self.log.read_text(errors="replace")[-2000:]
+                    self.proc = None
+                    raise RuntimeError(f"influxd exited with code {code} before answering on {self.port}:\n{tail}")
+                try:
+                    if client.get(f"{self.http}/ping").status_code == 204:
+                        return self
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise TimeoutError(f"influxd did not answer /ping on {self.port} after {timeout} s")
+                time.sleep(0.02)
+
+    def query(self, q: str, database: str | None = None) -> dict:
+        """Run InfluxQL (POST /query, so CREATE/DROP work); raise on any error."""
+        import httpx
+
+        params = {"db": database} if database else {}
+        resp = httpx.post(f"{self.http}/query", params=params, data={"q": q}, timeout=10)
+        resp.raise_for_status()
+        body = resp.json()
+        errors = [r["error"] for r in body.get("results", []) if r.get("error")]
+        if errors:
+            raise RuntimeError(f"InfluxQL {q!r} failed: {errors}")
+        return body
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._logf is not None:
+            self._logf.close()
+            self._logf = None
 
     def restart(self) -> None:
         self.stop()

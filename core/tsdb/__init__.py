@@ -9,12 +9,22 @@ from core.tsdb.port import AGGS, StoreUnavailable, TimeSeriesStore
 __all__ = ["AGGS", "StoreUnavailable", "TimeSeriesStore", "open_store"]
 
 
-def open_store(url: str) -> TimeSeriesStore:
+def open_store(url: str, token: str | None = None) -> TimeSeriesStore:
+    """sqlite:///path | influxdb://[user:pass@]host:port/database | influxdb2://host:port/bucket?org=ORG.
+
+    ``token`` (SMARTWATER_INFLUX_TOKEN) authenticates InfluxDB 2.x/3.x; required for influxdb2://.
+    """
     scheme = urlsplit(url).scheme
     if scheme == "sqlite":
         from core.tsdb.sqlite import SQLiteStore
 
         return SQLiteStore.from_url(url)
-    if scheme in ("influxdb", "influxdb2"):
-        raise NotImplementedError(f"the InfluxDB adapter is not built yet (issue 3): {scheme}://")
-    raise ValueError(f"unsupported time-series store URL: {url!r}")
+    if scheme == "influxdb":
+        from core.tsdb.influx import InfluxV1Store
+
+        return InfluxV1Store.from_url(url, token=token)
+    if scheme == "influxdb2":
+        from core.tsdb.influx import Influx2Store
+
+        return Influx2Store.from_url(url, token=token)
+    raise ValueError(f"unsupported time-series store URL scheme: {scheme or url!r}")

@@ -1,0 +1,1 @@
+"""The CLI (``smartwater``) and the all-in-one runner."""

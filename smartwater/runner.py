@@ -1,0 +1,109 @@
+"""Start/stop long-running parts alone or together under one supervisor."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Protocol
+
+from core.logs import configure_logging, kv
+from core.registry import Registry, open_registry
+from core.settings import Settings, get_settings
+from core.tsdb import TimeSeriesStore, open_store
+
+log = logging.getLogger("smartwater")
+
+STAGES = ("ingest", "alerts", "api", "all")
+
+
+class Component(Protocol):
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+class Supervisor:
+    """Starts components in order, stops them in reverse; a failed start stops what already runs."""
+
+    def __init__(self) -> None:
+        self.components: list[tuple[str, Component]] = []
+        self._running: list[tuple[str, Component]] = []
+        self.stop_requested = threading.Event()
+
+    def add(self, name: str, component: Component) -> Component:
+        self.components.append((name, component))
+        return component
+
+    def start(self) -> None:
+        for name, c in self.components:
+            try:
+                c.start()
+            except BaseException:
+                log.error("failed to start", extra=kv(component=name))
+                self.stop()
+                raise
+            self._running.append((name, c))
+            log.info("started", extra=kv(component=name))
+
+    def stop(self) -> None:
+        while self._running:
+            name, c = self._running.pop()
+            try:
+                c.stop()
+                log.info("stopped", extra=kv(component=name))
+            except Exception:  # noqa: BLE001 - keep stopping the others
+                log.exception("failed to stop cleanly", extra=kv(component=name))
+
+    def install_signal_handlers(self) -> None:
+        def _handler(signum: int, _frame: object) -> None:
+            log.info("signal received, stopping", extra=kv(signal=signal.Signals(signum).name))
+            self.stop_requested.set()
+
+        signal.signal(signal.SIGINT, _handler)
+        signal.signal(signal.SIGTERM, _handler)
+
+
+def open_backends(settings: Settings) -> tuple[Registry, TimeSeriesStore]:
+    registry = open_registry(settings.db_url)
+    registry.create_schema()
+    token = settings.influx_token.get_secret_value() if settings.influx_token else None
+    return registry, open_store(settings.tsdb_url, token=token)
+
+
+def build_stages(sup: Supervisor, settings: Settings, registry: Registry, store: TimeSeriesStore, stage: str,
+                 port: int | None = None) -> dict[str, Component]:
+    built: dict[str, Component] = {}
+    if stage in ("ingest", "all"):
+        from ingest import Ingestor
+
+        built["ingest"] = sup.add("ingest", Ingestor(settings, registry, store))
+    if stage in ("alerts", "all"):
+        from alerts import AlertService
+
+        built["alerts"] = sup.add("alerts", AlertService(settings, registry, store))
+    if stage in ("api", "all"):
+        from api.server import ApiServer
+
+        built["api"] = sup.add("api", ApiServer(settings, registry, store, port=port or settings.api_port))
+    return built
+
+
+def run_stage(stage: str, port: int | None = None, settings: Settings | None = None) -> None:
+    """Run one stage (or all three) until SIGINT/SIGTERM."""
+    if stage not in STAGES:
+        raise SystemExit(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    registry, store = open_backends(settings)
+    if not registry.count_stations():
+        log.warning("the station registry is empty: run `smartwater init` first")
+    sup = Supervisor()
+    sup.install_signal_handlers()
+    build_stages(sup, settings, registry, store, stage, port)
+    sup.start()
+    try:
+        sup.stop_requested.wait()
+    finally:
+        sup.stop()
+        store.close()
+        registry.close()
