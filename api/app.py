@@ -13,7 +13,7 @@ from api.routes import api_router, health
 from api.schemas import ErrorOut, ValidationErrorOut
 from core.registry import Registry, open_registry
 from core.settings import Settings
-from core.tsdb import TimeSeriesStore, open_store
+from core.tsdb import TimeSeriesStore, store_from_settings
 
 log = logging.getLogger("api")
 
@@ -41,7 +41,7 @@ def create_app(settings: Settings, registry: Registry | None = None,
     if store is None:
         assert settings.tsdb_url is not None
         try:
-            store = open_store(settings.tsdb_url)
+            store = store_from_settings(settings)
         except BaseException:
             for r in owned:
                 r.close()

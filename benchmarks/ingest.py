@@ -23,7 +23,7 @@ from core.payload import encode, encode_batch
 from core.registry import open_registry
 from core.settings import Settings
 from core.timeutil import utcnow
-from core.tsdb import open_store
+from core.tsdb import store_from_settings
 from simulators import generate_district
 from tests.servers import MosquittoServer
 
@@ -53,7 +53,7 @@ def run_case(workdir: Path, broker: MosquittoServer, messages: int, per_message:
     registry.create_schema()
     gauges = [s for s in generate_district(settings.district_seed) if s.kind.value == "rain"]
     registry.upsert_stations(gauges)
-    store = open_store(settings.tsdb_url)
+    store = store_from_settings(settings)
 
     proc = _ingest(settings)  # create the persistent session, then go away so the backlog queues
     deadline = time.monotonic() + 20

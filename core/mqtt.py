@@ -71,17 +71,20 @@ class MqttConsumer:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self._started = False
+        self._closing = False
 
     # Subclasses implement this.
     def handle(self, msg: mqtt.MQTTMessage) -> None:
         raise NotImplementedError
 
     def start(self) -> None:
+        self._closing = False
         self.client.connect_async(**connect_kwargs(self.settings, persistent=self.persistent))
         self.client.loop_start()
         self._started = True
 
     def stop(self) -> None:
+        self._closing = True
         if self._started:
             self.client.disconnect()
             self.client.loop_stop()
@@ -100,7 +103,7 @@ class MqttConsumer:
         self.log.info("connected", extra=kv(broker=repr(self.settings.mqtt), client_id=self.client_id))
 
     def _on_disconnect(self, _c: mqtt.Client, _ud: object, _flags: object, reason: object, _props: object) -> None:
-        if self.connected.is_set():
+        if self.connected.is_set() and not self._closing:
             self.log.warning("disconnected", extra=kv(reason=str(reason), client_id=self.client_id))
         self.connected.clear()
 
@@ -113,7 +116,12 @@ class MqttConsumer:
 
 
 class Publisher:
-    """A connected publisher with flow control, for simulators, notifications and tools."""
+    """A connected publisher with flow control, for simulators, notifications, tools and benchmarks.
+
+    Packet ids handed to paho and not yet acknowledged are tracked through on_publish, because
+    paho stalls past 65,535 outstanding QoS 1 messages (design.md §5), and a message queued while
+    disconnected keeps an error rc although paho sends it after reconnecting.
+    """
 
     def __init__(self, settings: Settings, client_id: str, max_inflight: int = 1000) -> None:
         self.settings = settings
@@ -122,6 +130,10 @@ class Publisher:
         self.connected = threading.Event()
         self.client.on_connect = lambda c, u, f, rc, p: (not getattr(rc, "is_failure", False)) and self.connected.set()
         self.client.on_disconnect = lambda *a: self.connected.clear()
+        self.client.on_publish = self._on_publish
+        self._cond = threading.Condition()
+        self._pending: set[int] = set()
+        self._early_acks: set[int] = set()  # acks that beat publish() returning its mid
 
     def start(self, timeout: float = 15.0) -> "Publisher":
         self.client.connect_async(**connect_kwargs(self.settings, persistent=False))
@@ -132,15 +144,57 @@ class Publisher:
         return self
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> mqtt.MQTTMessageInfo:
-        return self.client.publish(topic, payload, qos=qos)
+        info = self.client.publish(topic, payload, qos=qos)
+        if info.rc != mqtt.MQTT_ERR_QUEUE_SIZE:  # NO_CONN still queues the message for the reconnect
+            with self._cond:
+                if info.mid in self._early_acks:
+                    self._early_acks.discard(info.mid)
+                else:
+                    self._pending.add(info.mid)
+        return info
+
+    def _on_publish(self, _c: mqtt.Client, _ud: object, mid: int, *_rest: object) -> None:
+        with self._cond:
+            if mid in self._pending:
+                self._pending.discard(mid)
+            else:
+                self._early_acks.add(mid)
+            self._cond.notify_all()
+
+    @property
+    def outstanding(self) -> int:
+        with self._cond:
+            return len(self._pending)
+
+    def wait_for_room(self, limit: int, stop: threading.Event | None = None) -> bool:
+        """Block while ``limit`` or more messages are unacknowledged; False if ``stop`` was set meanwhile."""
+        with self._cond:
+            while len(self._pending) >= limit:
+                if stop is not None and stop.is_set():
+                    return False
+                self._cond.wait(0.2)
+        return stop is None or not stop.is_set()
+
+    def flush(self, timeout: float = 30.0, stop: threading.Event | None = None, stop_grace_s: float = 0.0) -> bool:
+        """Wait until every published message is acknowledged; after ``stop`` is set, wait at most ``stop_grace_s`` more."""
+        deadline = time.monotonic() + timeout
+        cut = False
+        with self._cond:
+            while self._pending and time.monotonic() < deadline:
+                if stop is not None and stop.is_set() and not cut:
+                    deadline, cut = min(deadline, time.monotonic() + stop_grace_s), True
+                self._cond.wait(max(0.0, min(0.1, deadline - time.monotonic())))
+            return not self._pending
 
     def wait_all_published(self, infos: Sequence[mqtt.MQTTMessageInfo], timeout: float = 30.0) -> bool:
+        mids = {i.mid for i in infos}
         deadline = time.monotonic() + timeout
-        for info in infos:
-            while not info.is_published():
-                if time.monotonic() > deadline:
+        with self._cond:
+            while mids & self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     return False
-                time.sleep(0.005)
+                self._cond.wait(min(0.1, remaining))
         return True
 
     def stop(self) -> None:

@@ -64,6 +64,7 @@ class Ingestor(MqttConsumer):
         self._flusher: threading.Thread | None = None
         self._degraded_since: float | None = None
         self._in_flight = 0  # messages taken out of _batch and being written
+        self.flusher_failed = False
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
@@ -93,7 +94,8 @@ class Ingestor(MqttConsumer):
 
     def health(self) -> dict:
         return {
-            "status": "degraded" if self._degraded_since is not None else ("ok" if self.connected.is_set() else "connecting"),
+            "status": "failed" if self.flusher_failed else "degraded" if self._degraded_since is not None
+            else "ok" if self.connected.is_set() else "connecting",
             "connected": self.connected.is_set(),
             "pending": self.pending,
             "messages_in": self.stats.messages_in,
@@ -140,6 +142,15 @@ class Ingestor(MqttConsumer):
 
     # -- flush thread ------------------------------------------------------
     def _flush_loop(self) -> None:
+        try:
+            self._flush_until_stopped()
+        except BaseException:
+            # Nothing is acknowledged without this thread, so the broker keeps the data; say so loudly.
+            self.flusher_failed = True
+            log.critical("ingest flush thread died; messages stay unacknowledged at the broker", exc_info=True)
+            raise
+
+    def _flush_until_stopped(self) -> None:
         interval = self.settings.ingest_flush_interval_s
         backoff = interval
         held: _Batch | None = None  # a batch whose write failed, retried before anything newer

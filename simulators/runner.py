@@ -107,10 +107,6 @@ class Simulator:
         self._publisher = publisher
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # Packet ids handed to paho and not yet acknowledged; acks can beat the registration (see _track).
-        self._cond = threading.Condition()
-        self._pending: set[int] = set()
-        self._early_acks: set[int] = set()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -119,7 +115,6 @@ class Simulator:
         if self._publisher is None:
             client_id = f"{self.settings.mqtt_client_prefix}-sim-{secrets.token_hex(4)}"
             self._publisher = Publisher(self.settings, client_id)
-        self._publisher.client.on_publish = self._on_publish
         try:
             self._publisher.start()
         except BaseException:  # ConnectionError, or Ctrl-C while connecting: leave no network thread behind
@@ -146,8 +141,6 @@ class Simulator:
     def stop(self) -> None:
         """Stop publishing; returns within ~STOP_JOIN_S even with a backlog."""
         self._stop.set()
-        with self._cond:
-            self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(STOP_JOIN_S)
         else:
@@ -162,8 +155,7 @@ class Simulator:
 
     @property
     def outstanding(self) -> int:
-        with self._cond:
-            return len(self._pending)
+        return self._publisher.outstanding if self._publisher is not None else 0
 
     # ----------------------------------------------------------------- publishing
 
@@ -237,47 +229,19 @@ class Simulator:
             self.dropped += 1
             log.error("paho refused a message: packet ids exhausted", extra=kv(station_id=station.id))
             return
-        # NO_CONN still queues the message in paho for the reconnect, so it counts as outstanding.
-        self._track(info.mid)
         self.published += 1
-
-    def _track(self, mid: int) -> None:
-        with self._cond:
-            if mid in self._early_acks:  # the PUBACK arrived before publish() returned
-                self._early_acks.discard(mid)
-            else:
-                self._pending.add(mid)
-
-    def _on_publish(self, _client: Any, _userdata: Any, mid: int, *_rest: Any) -> None:
-        with self._cond:
-            if mid in self._pending:
-                self._pending.discard(mid)
-            else:
-                self._early_acks.add(mid)
-            self._cond.notify_all()
 
     def _wait_for_room(self) -> bool:
         """Block while too many messages are unacknowledged; False if stop() was called meanwhile."""
-        waited_since = None
-        with self._cond:
-            while len(self._pending) >= self.max_outstanding:
-                if self._stop.is_set():
-                    return False
-                if waited_since is None:
-                    waited_since = time.monotonic()
-                self._cond.wait(0.2)
-        if waited_since is not None and time.monotonic() - waited_since > 5:
+        waited_since = time.monotonic()
+        ok = self._publisher.wait_for_room(self.max_outstanding, self._stop)
+        if time.monotonic() - waited_since > 5:
             log.warning("publishing held back by unacknowledged messages",
                         extra=kv(waited_s=round(time.monotonic() - waited_since, 1), limit=self.max_outstanding))
-        return not self._stop.is_set()
+        return ok
 
     def _flush(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._pending and time.monotonic() < deadline:
-                if timeout > STOP_FLUSH_S and self._stop.is_set():
-                    deadline = min(deadline, time.monotonic() + STOP_FLUSH_S)  # stop() during the final flush
-                self._cond.wait(max(0.0, min(0.1, deadline - time.monotonic())))
+        self._publisher.flush(timeout, stop=self._stop, stop_grace_s=STOP_FLUSH_S)
 
     def _log_progress(self, heap: list[tuple[int, int]]) -> None:
         assert self.clock is not None

@@ -10,7 +10,7 @@ from typing import Protocol
 from core.logs import configure_logging, kv
 from core.registry import Registry, open_registry
 from core.settings import Settings, get_settings
-from core.tsdb import TimeSeriesStore, open_store
+from core.tsdb import TimeSeriesStore, store_from_settings
 
 log = logging.getLogger("smartwater")
 
@@ -66,8 +66,7 @@ class Supervisor:
 def open_backends(settings: Settings) -> tuple[Registry, TimeSeriesStore]:
     registry = open_registry(settings.db_url)
     registry.create_schema()
-    token = settings.influx_token.get_secret_value() if settings.influx_token else None
-    return registry, open_store(settings.tsdb_url, token=token)
+    return registry, store_from_settings(settings)
 
 
 def build_stages(sup: Supervisor, settings: Settings, registry: Registry, store: TimeSeriesStore, stage: str,

@@ -88,6 +88,19 @@ def settings(tmp_path: Path, mosquitto: MosquittoServer, request: pytest.Fixture
 
 
 @pytest.fixture
+def own_broker(tmp_path: Path):
+    """A Mosquitto for one test: for tests that flood the broker or stop it."""
+    server = MosquittoServer(tmp_path / "own-mosquitto").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def own_settings(settings: Settings, own_broker: MosquittoServer) -> Settings:
+    return settings.model_copy(update={"mqtt_url": own_broker.url})
+
+
+@pytest.fixture
 def registry(settings: Settings):
     reg = open_registry(settings.db_url)
     reg.create_schema()

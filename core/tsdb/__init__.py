@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from typing import TYPE_CHECKING
+
 from core.tsdb.port import AGGS, StoreUnavailable, TimeSeriesStore
 
-__all__ = ["AGGS", "StoreUnavailable", "TimeSeriesStore", "open_store"]
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+__all__ = ["AGGS", "StoreUnavailable", "TimeSeriesStore", "open_store", "store_from_settings"]
 
 
 def open_store(url: str, token: str | None = None) -> TimeSeriesStore:
@@ -28,3 +33,9 @@ def open_store(url: str, token: str | None = None) -> TimeSeriesStore:
 
         return Influx2Store.from_url(url, token=token)
     raise ValueError(f"unsupported time-series store URL scheme: {scheme or url!r}")
+
+
+def store_from_settings(settings: "Settings") -> TimeSeriesStore:
+    """The store SMARTWATER_TSDB_URL names, with SMARTWATER_INFLUX_TOKEN when set."""
+    token = settings.influx_token.get_secret_value() if settings.influx_token else None
+    return open_store(settings.tsdb_url, token=token)
