@@ -27,13 +27,10 @@ from core.tsdb import store_from_settings
 from simulators import generate_district
 from tests.servers import MosquittoServer
 
-CLIENT_PREFIX = "bench"
-
-
 def _env(settings: Settings) -> dict[str, str]:
     return {**os.environ, "SMARTWATER_MQTT_URL": settings.mqtt_url, "SMARTWATER_DATA_DIR": str(settings.data_dir),
             "SMARTWATER_TSDB_URL": settings.tsdb_url, "SMARTWATER_DB_URL": settings.db_url,
-            "SMARTWATER_MQTT_CLIENT_PREFIX": CLIENT_PREFIX, "SMARTWATER_LOG_LEVEL": "WARNING"}
+            "SMARTWATER_MQTT_CLIENT_PREFIX": settings.mqtt_client_prefix, "SMARTWATER_LOG_LEVEL": "WARNING"}
 
 
 def _ingest(settings: Settings) -> subprocess.Popen:
@@ -48,7 +45,9 @@ def _stop(proc: subprocess.Popen) -> float:
 
 
 def run_case(workdir: Path, broker: MosquittoServer, messages: int, per_message: int) -> dict:
-    settings = Settings(data_dir=workdir, mqtt_url=broker.url, mqtt_client_prefix=CLIENT_PREFIX, _env_file=None)
+    # Each case its own persistent session, so nothing of one case is redelivered into the next.
+    settings = Settings(data_dir=workdir, mqtt_url=broker.url, mqtt_client_prefix=f"bench-{workdir.name}",
+                        _env_file=None)
     registry = open_registry(settings.db_url)
     registry.create_schema()
     gauges = [s for s in generate_district(settings.district_seed) if s.kind.value == "rain"]
@@ -57,7 +56,7 @@ def run_case(workdir: Path, broker: MosquittoServer, messages: int, per_message:
 
     proc = _ingest(settings)  # create the persistent session, then go away so the backlog queues
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and CLIENT_PREFIX + "-ingest" not in broker.log.read_text(errors="replace"):
+    while time.monotonic() < deadline and f"as {settings.mqtt_client_prefix}-ingest " not in broker.log.read_text(errors="replace"):
         time.sleep(0.05)
     _stop(proc)
 

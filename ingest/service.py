@@ -65,23 +65,27 @@ class Ingestor(MqttConsumer):
         self._degraded_since: float | None = None
         self._in_flight = 0  # messages taken out of _batch and being written
         self.flusher_failed = False
+        self._draining = False
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
         self.reload_stations()
         self._stopping.clear()
+        self._draining = False
         self._flusher = threading.Thread(target=self._flush_loop, name="ingest-flush", daemon=True)
         self._flusher.start()
         super().start()
 
     def stop(self) -> None:
-        # Disconnect first so no new message arrives, then write what we hold. Anything the final
-        # write cannot store stays unacknowledged and the broker redelivers it next session.
-        super().stop()
+        # Take nothing new (what arrives now stays unacknowledged and comes back next session), write
+        # and acknowledge what we hold while still connected, then disconnect. Anything the final
+        # write cannot store stays unacknowledged too: the broker redelivers it.
+        self._draining = True
         self._stopping.set()
         self._wake.set()
         if self._flusher:
             self._flusher.join(timeout=30)
+        super().stop()
 
     def reload_stations(self) -> None:
         self._stations = {s.id: s for s in self.registry.list_stations()}
@@ -105,6 +109,8 @@ class Ingestor(MqttConsumer):
 
     # -- network thread ----------------------------------------------------
     def handle(self, msg: mqtt.MQTTMessage) -> None:
+        if self._draining:
+            return  # unacknowledged on purpose: redelivered to the next session
         if not is_reading_topic(msg.topic):
             self.client.ack(msg.mid, msg.qos)
             return
