@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     ingest_flush_interval_s: float = Field(default=0.2, gt=0, le=2.0)
     ingest_max_payload_bytes: int = Field(default=256 * 1024, ge=256)
     ingest_max_future_s: float = Field(default=300.0, ge=0)
+    # Scale-out: workers with the same group share water/# through $share/{group}/…; each needs its own id.
+    ingest_shared_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
+    ingest_worker_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
+    # /metrics and /healthz of the ingest process (`smartwater run ingest`); 0 turns them off.
+    ingest_metrics_host: str = "127.0.0.1"
+    ingest_metrics_port: int = Field(default=9108, ge=0, le=65535)
 
     alerts_reservoir_design_margin_m: float = Field(default=1.0, ge=0)
     webhook_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)

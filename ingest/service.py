@@ -20,7 +20,8 @@ from core.payload import Rejected, decode, is_reading_topic
 from core.registry import Registry
 from core.settings import Settings
 from core.timeutil import utcnow
-from core.tsdb import TimeSeriesStore
+from core.tsdb import StoreUnavailable, TimeSeriesStore
+from ingest import metrics as m
 
 log = logging.getLogger("ingest")
 
@@ -33,6 +34,10 @@ class _Batch:
     readings: list[Reading] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
     acks: list[tuple[int, int]] = field(default_factory=list)  # (mid, qos) to acknowledge after the write
+    # (topic, payload, first, end) of each accepted message's readings: lets a write the store
+    # refuses be narrowed down to the message at fault, which becomes a dead letter.
+    spans: list[tuple[str, bytes, int, int]] = field(default_factory=list)
+    kinds: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def __len__(self) -> int:
         return len(self.acks)
@@ -47,10 +52,19 @@ class IngestStats:
         self.last_write_s = 0.0
 
 
+def ingest_identity(settings: Settings) -> tuple[str, str]:
+    """Client id and subscription of this worker. With a shared group, N workers split ``water/#``."""
+    group, worker = settings.ingest_shared_group, settings.ingest_worker_id
+    client_id = f"{settings.mqtt_client_prefix}-ingest" + (f"-{worker}" if worker else "")
+    topic = f"$share/{group}/water/#" if group else "water/#"
+    return client_id, topic
+
+
 class Ingestor(MqttConsumer):
     def __init__(self, settings: Settings, registry: Registry, store: TimeSeriesStore,
-                 client_id: str | None = None, topic: str = "water/#") -> None:
-        super().__init__(settings, client_id or f"{settings.mqtt_client_prefix}-ingest", [(topic, 1)],
+                 client_id: str | None = None, topic: str | None = None) -> None:
+        default_id, default_topic = ingest_identity(settings)
+        super().__init__(settings, client_id or default_id, [(topic or default_topic, 1)],
                          persistent=True, manual_ack=True, name="ingest")
         self.registry = registry
         self.store = store
@@ -66,6 +80,7 @@ class Ingestor(MqttConsumer):
         self._in_flight = 0  # messages taken out of _batch and being written
         self.flusher_failed = False
         self._draining = False
+        m.PENDING.set_function(lambda: self.pending)
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
@@ -101,6 +116,7 @@ class Ingestor(MqttConsumer):
             "status": "failed" if self.flusher_failed else "degraded" if self._degraded_since is not None
             else "ok" if self.connected.is_set() else "connecting",
             "connected": self.connected.is_set(),
+            "client_id": self.client_id,
             "pending": self.pending,
             "messages_in": self.stats.messages_in,
             "readings_written": dict(self.stats.readings_written),
@@ -114,21 +130,25 @@ class Ingestor(MqttConsumer):
         if not is_reading_topic(msg.topic):
             self.client.ack(msg.mid, msg.qos)
             return
-        readings: list[Reading] = []
-        dead: DeadLetter | None = None
+        topic, payload = msg.topic, msg.payload
         now = utcnow()
         try:
-            readings = self._decode(msg.topic, msg.payload, now)
+            readings = self._decode(topic, payload, now)
+            dead = None
         except Rejected as rej:
-            dead = DeadLetter(topic=msg.topic, payload=bytes(msg.payload), reason=rej.reason, detail=rej.detail,
+            readings = None
+            dead = DeadLetter(topic=topic, payload=bytes(payload), reason=rej.reason, detail=rej.detail,
                               received_at=now)
         with self._lock:
             self.stats.messages_in += 1
             b = self._batch
-            if dead is not None:
+            if readings is None:
                 b.dead.append(dead)
             else:
+                first = len(b.readings)
                 b.readings.extend(readings)
+                b.spans.append((topic, payload, first, len(b.readings)))
+                b.kinds[readings[0].kind] += len(readings)
             b.acks.append((msg.mid, msg.qos))
             full = len(b.readings) >= self.settings.ingest_batch_size
         if full:
@@ -192,26 +212,65 @@ class Ingestor(MqttConsumer):
     def _write(self, batch: _Batch) -> bool:
         t0 = time.perf_counter()
         try:
-            if batch.readings:
-                self.store.write(batch.readings)
+            self._write_readings(batch)
             if batch.dead:
                 self.registry.add_dead_letters(batch.dead)
         except Exception as exc:  # noqa: BLE001 - any store failure: keep the batch, retry later
+            m.STORE_ERRORS.inc()
             if self._degraded_since is None:
                 self._degraded_since = time.monotonic()
+                m.DEGRADED.set(1)
                 log.error("store write failed; holding messages unacknowledged and retrying",
                           extra=kv(error=str(exc)[:300], messages=len(batch)))
             return False
         if self._degraded_since is not None:
             log.warning("store recovered", extra=kv(outage_s=round(time.monotonic() - self._degraded_since, 1)))
             self._degraded_since = None
+            m.DEGRADED.set(0)
+        ack = self.client.ack
         for mid, qos in batch.acks:
-            self.client.ack(mid, qos)
+            ack(mid, qos)
+        elapsed = time.perf_counter() - t0
         st = self.stats
         st.batches += 1
-        st.last_write_s = time.perf_counter() - t0
-        for r in batch.readings:
-            st.readings_written[r.kind] += 1
+        st.last_write_s = elapsed
+        st.readings_written.update(batch.kinds)
+        m.MESSAGES.inc(len(batch))
+        m.BATCH_MESSAGES.observe(len(batch))
+        m.WRITE_SECONDS.observe(elapsed)
+        for kind, n in batch.kinds.items():
+            m.READINGS.labels(kind).inc(n)
+        if batch.readings:
+            m.LAG.set(max(0.0, time.time() - max(r.ts for r in batch.readings[-100:]).timestamp()))
         for d in batch.dead:
             st.dead_letters[d.reason] += 1
+            m.DEAD_LETTERS.labels(d.reason).inc()
         return True
+
+    def _write_readings(self, batch: _Batch) -> None:
+        if not batch.readings:
+            return
+        try:
+            self.store.write(batch.readings)
+            return
+        except StoreUnavailable:
+            raise
+        except ValueError as exc:
+            # The store is up but refuses something in the batch: find the message(s) at fault so one
+            # bad message cannot block ingest forever, and keep it as a dead letter.
+            log.warning("store refused a batch; writing message by message", extra=kv(error=str(exc)[:300]))
+        now = utcnow()
+        keep: list[tuple[str, bytes, int, int]] = []
+        refused: list[tuple[DeadLetter, str, int]] = []
+        for topic, payload, first, end in batch.spans:  # StoreUnavailable here: the whole batch is retried
+            try:
+                self.store.write(batch.readings[first:end])
+                keep.append((topic, payload, first, end))
+            except ValueError as exc:
+                refused.append((DeadLetter(topic=topic, payload=bytes(payload), reason="store_rejected",
+                                           detail=str(exc)[:1000], received_at=now),
+                                batch.readings[first].kind, end - first))
+        batch.spans = keep
+        for dead, kind, n in refused:
+            batch.dead.append(dead)
+            batch.kinds[kind] -= n

@@ -76,6 +76,16 @@ def build_stages(sup: Supervisor, settings: Settings, registry: Registry, store:
         from ingest import Ingestor
 
         built["ingest"] = sup.add("ingest", Ingestor(settings, registry, store))
+        if settings.ingest_metrics_port:
+            from ingest.metrics import HealthServer
+
+            try:
+                sup.add("ingest-metrics", HealthServer(settings.ingest_metrics_host, settings.ingest_metrics_port,
+                                                       built["ingest"].health))
+            except OSError as exc:
+                # Metrics are secondary to the data: run without them rather than not at all.
+                log.error("ingest metrics disabled: cannot listen", extra=kv(
+                    port=settings.ingest_metrics_port, error=str(exc)))
     if stage in ("alerts", "all"):
         from alerts import AlertService
 

@@ -99,3 +99,86 @@ def test_messages_published_while_ingest_is_down_arrive_after_restart(settings, 
         assert wait_for(lambda: store.counts_by_kind().get("rain") == 1000, 30)
     finally:
         ing.stop()
+
+
+def test_a_write_the_store_refuses_becomes_a_dead_letter_not_a_stall(settings, registry, store, stations, publisher):
+    class Refusing:
+        """The real store, refusing readings of one value as a store rejects a bad point (HTTP 400)."""
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def write(self, readings):
+            if any(r.value == 13.13 for r in readings):
+                raise ValueError("partial write: field type conflict")
+            self.inner.write(readings)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    ing = Ingestor(settings, registry, Refusing(store))
+    ing.start()
+    try:
+        assert ing.wait_connected(10)
+        t0 = utcnow() - timedelta(hours=1)
+        infos = [publisher.publish("water/river/RV9001",
+                                   encode(t0 + timedelta(seconds=i), {"water_level_m": 13.13 if i == 7 else 9.0}))
+                 for i in range(50)]
+        assert publisher.wait_all_published(infos)
+        assert wait_for(lambda: store.counts_by_kind().get("river") == 49 and registry.count_dead_letters() == 1, 15)
+        (dead,) = registry.list_dead_letters()
+        assert dead.reason == "store_rejected" and "field type conflict" in dead.detail and b"13.13" in dead.payload
+        assert wait_for(lambda: ing.pending == 0 and ing.stats.readings_written["river"] == 49, 5)
+    finally:
+        ing.stop()
+
+
+def test_metrics_and_health_endpoint(settings, registry, store, stations, publisher):
+    import httpx
+
+    from ingest.metrics import HealthServer
+
+    ing = Ingestor(settings, registry, store)
+    ing.start()
+    srv = HealthServer("127.0.0.1", 0, ing.health)
+    srv.start()
+    try:
+        assert ing.wait_connected(10)
+        t0 = utcnow() - timedelta(hours=1)
+        infos = [publisher.publish("water/rain/RG9001", encode(t0 + timedelta(seconds=i), {"rain_mm": 0.2}))
+                 for i in range(20)] + [publisher.publish("water/rain/RG9001", b"garbage")]
+        assert publisher.wait_all_published(infos)
+        assert wait_for(lambda: store.counts_by_kind().get("rain") == 20 and ing.pending == 0, 10)
+        base = f"http://127.0.0.1:{srv.port}"
+        text = httpx.get(f"{base}/metrics").text
+        assert 'smartwater_ingest_readings_written_total{kind="rain"}' in text
+        assert 'smartwater_ingest_dead_letters_total{reason="invalid_json"}' in text
+        assert "smartwater_ingest_write_seconds_bucket" in text and "smartwater_ingest_pending_messages" in text
+        health = httpx.get(f"{base}/healthz")
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert health.json()["readings_written"] == {"rain": 20}
+        assert httpx.get(f"{base}/nope").status_code == 404
+    finally:
+        srv.stop()
+        ing.stop()
+
+
+def test_shared_subscription_workers_split_the_stream(settings, registry, store, stations, publisher):
+    shared = settings.model_copy(update={"ingest_shared_group": "ingest"})
+    workers = [Ingestor(shared.model_copy(update={"ingest_worker_id": str(i)}), registry, store) for i in (1, 2)]
+    assert {w.client_id for w in workers} == {f"{settings.mqtt_client_prefix}-ingest-1",
+                                              f"{settings.mqtt_client_prefix}-ingest-2"}
+    for w in workers:
+        w.start()
+    try:
+        assert all(w.wait_connected(10) for w in workers)
+        t0 = utcnow() - timedelta(hours=3)
+        infos = [publisher.publish("water/rain/RG9001", encode(t0 + timedelta(seconds=i), {"rain_mm": 0.1}))
+                 for i in range(2000)]
+        assert publisher.wait_all_published(infos)
+        assert wait_for(lambda: store.counts_by_kind().get("rain") == 2000, 20)
+        got = [w.stats.messages_in for w in workers]
+        assert sum(got) == 2000 and min(got) > 0, got  # each message to exactly one worker
+    finally:
+        for w in workers:
+            w.stop()
