@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 
 class Kind(str, enum.Enum):
@@ -198,3 +198,28 @@ class Alert:
     cleared_at: datetime | None = None
     id: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class DutyShift(BaseModel):
+    """One person on duty for a time span, for a town and/or station kind (None: any), in escalation order."""
+
+    model_config = {"extra": "forbid"}
+
+    id: int | None = None
+    person: str = Field(min_length=1, max_length=100)
+    email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$", max_length=200)
+    phone: str | None = Field(default=None, pattern=r"^\+?[0-9 -]{5,40}$")
+    town: str | None = Field(default=None, max_length=100)
+    station_kind: Kind | None = None
+    starts_at: datetime
+    ends_at: datetime
+    rank: int = Field(default=0, ge=0, le=100)
+    fallback: bool = False
+
+    @model_validator(mode="after")
+    def _span(self) -> "DutyShift":
+        if self.starts_at.tzinfo is None or self.ends_at.tzinfo is None:
+            raise ValueError("starts_at and ends_at need a UTC offset")
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self

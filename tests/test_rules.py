@@ -45,3 +45,41 @@ def test_yaml_errors_name_the_rule(tmp_path):
     f.write_text("- {name: a, type: stale, station_kind: rain, levels: [{severity: blue}]}\n" * 2)
     with pytest.raises(ValueError, match="duplicate"):
         load_rules_yaml(f)
+
+
+def test_rules_round_trip_through_the_registry(registry):
+    from core.registry import DuplicateRule, RuleNotFound
+
+    assert registry.upsert_rules(default_rules()) == len(default_rules())
+    assert registry.upsert_rules(default_rules()) == len(default_rules())  # by name: idempotent
+    stored = {r.name: r for r in registry.list_rules()}
+    assert stored["rainstorm"].levels[-1].windows_h == {3: 100.0}
+    rule = stored["turbidity"].model_copy(update={"enabled": False})
+    registry.update_rule(rule.id, rule)
+    assert registry.get_rule(rule.id).enabled is False
+    assert "turbidity" not in {r.name for r in registry.list_rules(enabled=True)}
+    with pytest.raises(DuplicateRule):
+        registry.create_rule(stored["ph_low"].model_copy(update={"id": None}))
+    registry.delete_rule(rule.id)
+    with pytest.raises(RuleNotFound):
+        registry.get_rule(rule.id)
+
+
+def test_duty_roster_picks_town_kind_then_fallback(registry):
+    from datetime import datetime, timedelta, timezone
+
+    from core.domain import DutyShift
+
+    t0 = datetime(2026, 7, 1, tzinfo=timezone.utc)
+    span = {"starts_at": t0, "ends_at": t0 + timedelta(hours=12)}
+    registry.add_shift(DutyShift(person="Li (any)", rank=1, **span))
+    registry.add_shift(DutyShift(person="Wang (通济 rain)", town="通济街道", station_kind="rain", rank=0, **span))
+    registry.add_shift(DutyShift(person="Zhao (fallback)", fallback=True, **span))
+    registry.add_shift(DutyShift(person="Night", starts_at=t0 + timedelta(hours=12), ends_at=t0 + timedelta(hours=24)))
+    at = t0 + timedelta(hours=1)
+    assert [s.person for s in registry.on_duty(at, "通济街道", "rain")] == ["Wang (通济 rain)", "Li (any)"]
+    assert [s.person for s in registry.on_duty(at, "田横镇", "river")] == ["Li (any)"]
+    assert [s.person for s in registry.on_duty(t0 + timedelta(hours=13), "田横镇", "river")] == ["Night"]
+    assert registry.on_duty(t0 - timedelta(hours=1), None, None) == []
+    with pytest.raises(ValidationError, match="after"):
+        DutyShift(person="x", starts_at=t0, ends_at=t0)

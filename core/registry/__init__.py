@@ -1,5 +1,5 @@
 """The registry DB (stations, dead letters, alerts): SQLite by default, PostgreSQL on servers."""
 
-from core.registry.repo import AlertNotFound, Registry, open_registry
+from core.registry.repo import AlertNotFound, DuplicateRule, Registry, RuleNotFound, open_registry
 
-__all__ = ["AlertNotFound", "Registry", "open_registry"]
+__all__ = ["AlertNotFound", "DuplicateRule", "Registry", "RuleNotFound", "open_registry"]

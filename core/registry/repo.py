@@ -9,7 +9,8 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 
-from core.domain import OPEN_ALERT_STATES, Alert, AlertState, DeadLetter, Station
+from core.domain import OPEN_ALERT_STATES, Alert, AlertState, DeadLetter, DutyShift, Station
+from core.rules import Rule
 from core.registry import tables as t
 from core.timeutil import utcnow
 
@@ -17,6 +18,14 @@ UTC = timezone.utc
 
 
 class AlertNotFound(LookupError):
+    pass
+
+
+class RuleNotFound(LookupError):
+    pass
+
+
+class DuplicateRule(ValueError):
     pass
 
 
@@ -62,6 +71,14 @@ class Registry:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+            return True
+        except Exception:  # noqa: BLE001 - any failure means "not reachable" to a health check
+            return False
 
     # -- stations ---------------------------------------------------------
     def upsert_stations(self, stations: Iterable[Station]) -> int:
@@ -213,3 +230,96 @@ class Registry:
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
         return {k: n for k, n in rows}
+
+    # -- rules ------------------------------------------------------------
+    @staticmethod
+    def _rule(row: Any) -> Rule:
+        return Rule.model_validate({**row.body, "id": row.id})
+
+    def list_rules(self, enabled: bool | None = None) -> list[Rule]:
+        q = select(t.rules).order_by(t.rules.c.id)
+        if enabled is not None:
+            q = q.where(t.rules.c.enabled == enabled)
+        with self.engine.connect() as conn:
+            return [self._rule(r) for r in conn.execute(q)]
+
+    def get_rule(self, rule_id: int) -> Rule:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.rules).where(t.rules.c.id == rule_id)).first()
+        if row is None:
+            raise RuleNotFound(rule_id)
+        return self._rule(row)
+
+    def _rule_values(self, rule: Rule) -> dict[str, Any]:
+        return {"name": rule.name, "type": rule.type.value, "station_kind": rule.station_kind.value,
+                "enabled": rule.enabled, "body": rule.model_dump(mode="json", exclude={"id"}), "updated_at": utcnow()}
+
+    def create_rule(self, rule: Rule) -> Rule:
+        with self.engine.begin() as conn:
+            if conn.execute(select(t.rules.c.id).where(t.rules.c.name == rule.name)).first():
+                raise DuplicateRule(f"a rule named {rule.name!r} exists")
+            rid = conn.execute(insert(t.rules).values(self._rule_values(rule))).inserted_primary_key[0]
+        return rule.model_copy(update={"id": rid})
+
+    def update_rule(self, rule_id: int, rule: Rule) -> Rule:
+        with self.engine.begin() as conn:
+            clash = conn.execute(select(t.rules.c.id).where(t.rules.c.name == rule.name, t.rules.c.id != rule_id)).first()
+            if clash:
+                raise DuplicateRule(f"a rule named {rule.name!r} exists")
+            res = conn.execute(update(t.rules).where(t.rules.c.id == rule_id).values(self._rule_values(rule)))
+            if res.rowcount == 0:
+                raise RuleNotFound(rule_id)
+        return rule.model_copy(update={"id": rule_id})
+
+    def upsert_rules(self, rules: Iterable[Rule]) -> int:
+        """Create or replace rules by name (YAML loading); returns how many were written."""
+        n = 0
+        existing = {r.name: r.id for r in self.list_rules()}
+        for rule in rules:
+            if rule.name in existing:
+                self.update_rule(existing[rule.name], rule)
+            else:
+                self.create_rule(rule)
+            n += 1
+        return n
+
+    def delete_rule(self, rule_id: int) -> None:
+        from sqlalchemy import delete
+
+        with self.engine.begin() as conn:
+            if conn.execute(delete(t.rules).where(t.rules.c.id == rule_id)).rowcount == 0:
+                raise RuleNotFound(rule_id)
+
+    # -- duty roster ------------------------------------------------------
+    def add_shift(self, shift: DutyShift) -> DutyShift:
+        values = shift.model_dump(exclude={"id"})
+        with self.engine.begin() as conn:
+            sid = conn.execute(insert(t.duty_roster).values(values)).inserted_primary_key[0]
+        return shift.model_copy(update={"id": sid})
+
+    def list_shifts(self, at: datetime | None = None) -> list[DutyShift]:
+        q = select(t.duty_roster).order_by(t.duty_roster.c.starts_at, t.duty_roster.c.rank, t.duty_roster.c.id)
+        if at is not None:
+            q = q.where(t.duty_roster.c.starts_at <= at, t.duty_roster.c.ends_at > at)
+        with self.engine.connect() as conn:
+            out = []
+            for r in conn.execute(q):
+                m = dict(r._mapping)
+                m["starts_at"], m["ends_at"] = _aware(m["starts_at"]), _aware(m["ends_at"])
+                out.append(DutyShift.model_validate(m))
+            return out
+
+    def delete_shift(self, shift_id: int) -> bool:
+        from sqlalchemy import delete
+
+        with self.engine.begin() as conn:
+            return conn.execute(delete(t.duty_roster).where(t.duty_roster.c.id == shift_id)).rowcount > 0
+
+    def on_duty(self, at: datetime, town: str | None, station_kind: str | None) -> list[DutyShift]:
+        """Who to notify for an alert, in escalation order: matching shifts, else the fallback shifts."""
+        shifts = self.list_shifts(at)
+        match = [s for s in shifts if not s.fallback and (s.town in (None, town))
+                 and (s.station_kind in (None, station_kind))]
+        chosen = match or [s for s in shifts if s.fallback]
+        # Specific (town and kind) before general, then by rank.
+        return sorted(chosen, key=lambda s: (s.rank, s.town is None, s.station_kind is None, s.id or 0))

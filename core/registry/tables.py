@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import (JSON, BigInteger, Column, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
                         MetaData, String, Table, Text)
 
 metadata = MetaData()
@@ -69,4 +69,31 @@ alert_events = Table(
     Column("data_time", DateTime(timezone=True)),
     Column("wall_time", DateTime(timezone=True), nullable=False),
     Column("detail", Text),
+)
+
+rules = Table(
+    "rules", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("type", String(32), nullable=False),
+    Column("station_kind", String(32), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("body", JSON, nullable=False),  # the whole validated core.rules.Rule
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+duty_roster = Table(
+    "duty_roster", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("person", String(100), nullable=False),
+    Column("email", String(200)),
+    Column("phone", String(40)),
+    Column("town", String(100)),  # None: any town
+    Column("station_kind", String(32)),  # None: any kind
+    Column("starts_at", DateTime(timezone=True), nullable=False),
+    Column("ends_at", DateTime(timezone=True), nullable=False),
+    # Order of escalation within a shift: 0 is called first, then 1, ...; fallback rows answer when
+    # nobody matches the alert's town or kind.
+    Column("rank", Integer, nullable=False, default=0),
+    Column("fallback", Boolean, nullable=False, default=False),
 )
