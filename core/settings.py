@@ -51,12 +51,53 @@ class Settings(BaseSettings):
     ingest_metrics_port: int = Field(default=9108, ge=0, le=65535)
 
     alerts_reservoir_design_margin_m: float = Field(default=1.0, ge=0)
+    # A cleared alert whose condition returns within this much data time is reopened, not duplicated.
+    alerts_reopen_s: float = Field(default=1800.0, ge=0)
     webhook_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_timeout_s: float = Field(default=5.0, gt=0)
 
     district_seed: int = 20260628
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+
+    # --- Notifications, re-notification and reports (alerts/notify.py, alerts/channels.py, alerts/scheduler.py) ---
+    # Webhooks: body signed with HMAC-SHA256 (header X-Smartwater-Signature: sha256=<hex>) when a secret is set.
+    webhook_secret: SecretStr | None = None
+    # Attempts per webhook delivery; retry delays grow 1 s, 2 s, 4 s … (±20 % jitter), capped.
+    webhook_attempts: int = Field(default=5, ge=1, le=20)
+    webhook_retry_delay_s: float = Field(default=1.0, ge=0)
+    webhook_retry_max_delay_s: float = Field(default=60.0, ge=0)
+    # Threads sending notifications, so one slow peer does not hold up the others.
+    notify_workers: int = Field(default=4, ge=1, le=32)
+    # E-mail to the on-duty roster over SMTP; off while smtp_host is unset.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = Field(default="smartwater@localhost", pattern=r"^[^@\s]+@[^@\s]+$")
+    smtp_starttls: bool = True
+    smtp_timeout_s: float = Field(default=10.0, gt=0)
+    smtp_attempts: int = Field(default=3, ge=1, le=20)
+    # Alerts milder than this are not e-mailed (MQTT and webhooks still carry them).
+    email_min_severity: Literal["blue", "yellow", "orange", "red"] = "blue"
+    # Where people reach the API; e-mails carry {public_url}/api/v1/alerts/{id}/ack when set.
+    public_url: str | None = None
+    # design.md §5: unacknowledged red alerts are notified again, escalating one roster rank each round.
+    renotify_interval_s: float = Field(default=600.0, gt=0)
+    renotify_check_s: float = Field(default=30.0, gt=0)
+    # The daily rainfall report runs at the end of the hydrological day (08:00 local, design.md §1).
+    daily_report_enabled: bool = True
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, v: str | None) -> str | None:
+        if v is not None:
+            parts = urlsplit(v)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"SMARTWATER_PUBLIC_URL must be an http(s) URL, got {v!r}")
+            v = v.rstrip("/")
+        return v
+    # --- end of the notification block ---
 
     @field_validator("webhook_urls", mode="before")
     @classmethod

@@ -62,6 +62,9 @@ _ALERT_FIELDS = ("station_id", "kind", "rule", "metric", "severity", "state", "s
                  "threshold", "message", "acknowledged_at", "acknowledged_by", "cleared_at")
 
 
+_ACK_FIELDS = ("acknowledged_at", "acknowledged_by")
+
+
 class Registry:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -161,9 +164,10 @@ class Registry:
         return alert
 
     def save_alert(self, alert: Alert, event_name: str, data_time: datetime | None, detail: str = "") -> Alert:
+        # The acknowledgement belongs to the people (API), not to the engine's in-memory copy.
         with self.engine.begin() as conn:
             conn.execute(update(t.alerts).where(t.alerts.c.id == alert.id)
-                         .values({f: getattr(alert, f) for f in _ALERT_FIELDS}))
+                         .values({f: getattr(alert, f) for f in _ALERT_FIELDS if f not in _ACK_FIELDS}))
             self._event(conn, alert.id, event_name, alert.severity, data_time, detail)
         return alert
 
