@@ -70,6 +70,8 @@ class MqttConsumer:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self.subscribe_refused = False
         self._started = False
         self._closing = False
 
@@ -98,7 +100,18 @@ class MqttConsumer:
         if getattr(reason, "is_failure", False):
             self.log.error("broker refused connection", extra=kv(reason=str(reason), client_id=self.client_id))
             return
+        # "connected" waits for the SUBACK: a message published before the broker has the
+        # subscription of a brand-new session would never reach us.
         client.subscribe(self.topics)
+
+    def _on_subscribe(self, _c: mqtt.Client, _ud: object, _mid: int, reason_codes: list, _props: object) -> None:
+        refused = [str(rc) for rc in reason_codes if getattr(rc, "is_failure", False)]
+        if refused:
+            self.subscribe_refused = True
+            self.log.error("broker refused the subscription (check the ACL)",
+                           extra=kv(topics=[t for t, _ in self.topics], reasons=refused, client_id=self.client_id))
+            return
+        self.subscribe_refused = False
         self.connected.set()
         self.log.info("connected", extra=kv(broker=repr(self.settings.mqtt), client_id=self.client_id))
 

@@ -20,7 +20,8 @@ from core.domain import KINDS, METRICS, Reading, Station
 from core.timeutil import UTC, parse_ts
 
 TOPIC_ROOT = "water"
-ALERTS_TOPIC_LEVEL = "alerts"  # water/alerts/{severity} carries our own notifications, not readings
+# water/alerts/{severity} and water/reports/… carry our own notifications, not readings.
+OWN_TOPIC_LEVELS = frozenset({"alerts", "reports"})
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_BATCH = 10000
 
@@ -39,8 +40,9 @@ def topic_for(kind: str, station_id: str) -> str:
 
 
 def is_reading_topic(topic: str) -> bool:
-    parts = topic.split("/")
-    return len(parts) >= 2 and parts[0] == TOPIC_ROOT and parts[1] != ALERTS_TOPIC_LEVEL
+    """Everything under water/ but our own notification topics; a malformed one is a dead letter."""
+    parts = topic.split("/", 2)
+    return not (len(parts) >= 2 and parts[0] == TOPIC_ROOT and parts[1] in OWN_TOPIC_LEVELS)
 
 
 def encode(ts: datetime, values: Mapping[str, float]) -> bytes:
@@ -134,10 +136,13 @@ def decode(topic: str, payload: bytes, stations: Mapping[str, Station], now: dat
                 raise Rejected("unknown_metric", f"{metric[:64]!r} is not a {kind} metric ({', '.join(specs)})")
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise Rejected("bad_value", f"{metric} must be a number, got {type(value).__name__}")
+            # NaN/Infinity literals were refused by the decoder; an inf here is a number too big
+            # for a float (1e400, -1e400) and a huge int is beyond any metric's range either way.
             value = float(value) if not isinstance(value, int) or abs(value) < 2**53 else math.inf
-            if not math.isfinite(value):
-                raise Rejected("not_finite" if isinstance(value, float) and value != math.inf else "out_of_range",
-                               f"{metric} is not a finite number in range")
+            if value != value:
+                raise Rejected("not_finite", f"{metric} is not a number")
+            if math.isinf(value):
+                raise Rejected("out_of_range", f"{metric} is too large to be a measurement")
             if not spec.min <= value <= spec.max:
                 raise Rejected("out_of_range", f"{metric}={value:g} outside plausible {spec.min:g}..{spec.max:g} {spec.unit}")
             out.append(Reading(station_id, kind, metric, ts, value))

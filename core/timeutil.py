@@ -35,7 +35,10 @@ def parse_ts(value: object) -> datetime:
         raise ValueError(f"not an ISO 8601 timestamp: {value[:64]!r}") from exc
     if ts.tzinfo is None:
         raise ValueError(f"timestamp has no UTC offset: {value[:64]!r}")
-    return ts.astimezone(UTC)
+    try:
+        return ts.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"timestamp out of range in UTC: {value[:64]!r}") from None
 
 
 def iso(ts: datetime | None) -> str | None:

@@ -113,7 +113,8 @@ class Ingestor(MqttConsumer):
 
     def health(self) -> dict:
         return {
-            "status": "failed" if self.flusher_failed else "degraded" if self._degraded_since is not None
+            "status": "failed" if self.flusher_failed or self.subscribe_refused
+            else "degraded" if self._degraded_since is not None
             else "ok" if self.connected.is_set() else "connecting",
             "connected": self.connected.is_set(),
             "client_id": self.client_id,
@@ -139,6 +140,11 @@ class Ingestor(MqttConsumer):
             readings = None
             dead = DeadLetter(topic=topic, payload=bytes(payload), reason=rej.reason, detail=rej.detail,
                               received_at=now)
+        except Exception as exc:  # noqa: BLE001 - a decoder bug must not leave a message unacknowledged forever
+            log.exception("unexpected error decoding a message; kept as a dead letter", extra=kv(topic=topic))
+            readings = None
+            dead = DeadLetter(topic=topic, payload=bytes(payload), reason="internal_error",
+                              detail=f"{type(exc).__name__}: {exc}"[:1000], received_at=now)
         with self._lock:
             self.stats.messages_in += 1
             b = self._batch
@@ -150,7 +156,8 @@ class Ingestor(MqttConsumer):
                 b.spans.append((topic, payload, first, len(b.readings)))
                 b.kinds[readings[0].kind] += len(readings)
             b.acks.append((msg.mid, msg.qos))
-            full = len(b.readings) >= self.settings.ingest_batch_size
+            # While a failed batch waits for its retry, a full new batch must not cut the backoff short.
+            full = len(b.readings) >= self.settings.ingest_batch_size and self._degraded_since is None
         if full:
             self._wake.set()
 
@@ -181,9 +188,9 @@ class Ingestor(MqttConsumer):
         backoff = interval
         held: _Batch | None = None  # a batch whose write failed, retried before anything newer
         while True:
-            stopping = self._stopping.is_set()
             self._wake.wait(timeout=backoff if held else interval)
             self._wake.clear()
+            stopping = self._stopping.is_set()  # read after the wait: stop() wakes us for one last attempt
             if time.monotonic() - self._stations_loaded_at > STATION_REFRESH_S:
                 try:
                     self.reload_stations()
