@@ -37,7 +37,8 @@ def _ms(ts: str) -> int:
 
 class SQLiteWriter:
     def __init__(self, path: str) -> None:
-        self.conn = sqlite3.connect(path)
+        # paho calls on_message from its network thread, not the thread that opened the connection.
+        self.conn = sqlite3.connect(path, check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
 
@@ -59,7 +60,8 @@ class InfluxWriter:
         self.params = {"db": parts.path.strip("/"), "precision": "ms"}
 
     def write(self, station_id: str, kind: str, metric: str, ts_ms: int, value: float) -> None:
-        resp = self.http.post("/write", params=self.params, content=f"{kind},station_id={station_id} {metric}={float(value)!r} {ts_ms}")
+        line = f"{kind},station_id={station_id} {metric}={float(value)!r} {ts_ms}"
+        resp = self.http.post("/write", params=self.params, content=line)
         resp.raise_for_status()
 
     def close(self) -> None:
