@@ -180,6 +180,8 @@ class AlertEngine:
                 if not rule.applies_to(st.id, st.kind.value) or (st.id, rule.name) in self.open:
                     continue
                 last = self.last_seen.get(st.id, self.started_at)
+                if now - last > timedelta(days=1) and last is not self.started_at:
+                    continue  # replayed history, not a live station going quiet
                 overdue = last + timedelta(seconds=limit * st.interval_s)
                 if now > overdue:
                     silent = (now - last).total_seconds()
@@ -193,6 +195,11 @@ class AlertEngine:
         for rule in self._stale:
             if (st.id, rule.name) in self.open:
                 self._apply(st, rule, "", ts, Verdict(None, None, 0.0))
+
+    @property
+    def data_clock(self) -> datetime | None:
+        """The newest data time seen from any station."""
+        return max(self.last_seen.values(), default=None)
 
     def close_expired(self, now: datetime) -> int:
         """Close cleared alerts whose reopen window has passed (data time ``now``)."""

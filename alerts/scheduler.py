@@ -72,6 +72,11 @@ class AlertScheduler:
         # When this process last re-notified each alert, on self.clock: the registry's event times are wall
         # clock, so with an injected clock (tests, replays) this keeps rounds apart; in production they agree.
         self._last_round: dict[int, datetime] = {}
+        self._extra: list[tuple[Callable[[], Any], float, str, str]] = []
+
+    def every(self, seconds: float, fn: Callable[[], Any], job_id: str, name: str) -> None:
+        """Register another periodic job (e.g. the engine's stale-station check) before start()."""
+        self._extra.append((fn, seconds, job_id, name))
 
     # -- lifecycle ----------------------------------------------------------
     def start(self) -> None:
@@ -84,6 +89,9 @@ class AlertScheduler:
                                                         timezone=self.tz),
                           id="daily_rain_report", name="daily rainfall report", max_instances=1, coalesce=True,
                           misfire_grace_time=3600)
+        for fn, seconds, job_id, name in self._extra:
+            sched.add_job(fn, IntervalTrigger(seconds=seconds, timezone=self.tz), id=job_id, name=name,
+                          max_instances=1, coalesce=True, misfire_grace_time=max(1, int(seconds)))
         sched.start()
         self._scheduler = sched
         log.info("scheduler started", extra=kv(renotify_interval_s=self.interval.total_seconds(),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import paho.mqtt.client as mqtt
 
 from alerts.engine import AlertEngine
 from alerts.notify import AlertNotifier
+from alerts.scheduler import AlertScheduler
 from core.logs import kv
 from core.mqtt import MqttConsumer
 from core.payload import Rejected, decode, is_reading_topic
@@ -28,7 +30,22 @@ class AlertService(MqttConsumer):
         self.store = store
         self.notifier = AlertNotifier(settings, registry)
         self.engine = AlertEngine(settings, registry, self.notifier)
+        self.scheduler = AlertScheduler(settings, registry, self.notifier, store)
+        # The engine's state is touched by paho's thread (readings) and the scheduler's (time checks).
+        self._lock = threading.Lock()
+        self.scheduler.every(30, self._check_stale, "stale", "stale-station check")
+        self.scheduler.every(60, self._close_expired, "close", "close cleared alerts after the reopen window")
         self.readings_seen = 0
+
+    def _check_stale(self) -> None:
+        with self._lock:
+            self.engine.check_stale(utcnow())
+
+    def _close_expired(self) -> None:
+        with self._lock:
+            clock = self.engine.data_clock
+            if clock is not None:
+                self.engine.close_expired(clock)
 
     def start(self) -> None:
         self.engine.load()
@@ -36,10 +53,12 @@ class AlertService(MqttConsumer):
         log.info("alert engine ready", extra=kv(stations=len(self.engine.stations), open_alerts=len(self.engine.open),
                                                  refilled_rain_readings=n))
         self.notifier.start()
+        self.scheduler.start()
         super().start()
 
     def stop(self) -> None:
         super().stop()
+        self.scheduler.stop()  # first, so no job sends into a notifier that is closing
         self.notifier.drain()
         self.notifier.stop()
 
@@ -53,4 +72,5 @@ class AlertService(MqttConsumer):
         except Rejected:
             return  # ingest records it as a dead letter
         self.readings_seen += len(readings)
-        self.engine.process(readings)
+        with self._lock:
+            self.engine.process(readings)
