@@ -22,7 +22,7 @@ from core.logs import kv
 from core.registry import Registry
 from core.rules import Rule, RuleType
 from core.settings import Settings
-from core.timeutil import from_ms, utcnow, zone
+from core.timeutil import from_ms, zone
 from core.tsdb import TimeSeriesStore
 
 log = logging.getLogger("alerts")
@@ -61,7 +61,6 @@ class AlertEngine:
         self._last_ts: dict[tuple[str, str], datetime] = {}
         self._pending: dict[tuple[str, str], datetime] = {}  # condition true since (for min_duration)
         self._rules_loaded_at = 0.0
-        self.started_at = utcnow()
 
     # -- state ------------------------------------------------------------
     def load(self) -> None:
@@ -179,9 +178,9 @@ class AlertEngine:
             for st in self.stations.values():
                 if not rule.applies_to(st.id, st.kind.value) or (st.id, rule.name) in self.open:
                     continue
-                last = self.last_seen.get(st.id, self.started_at)
-                if now - last > timedelta(days=1) and last is not self.started_at:
-                    continue  # replayed history, not a live station going quiet
+                last = self.last_seen.get(st.id)
+                if last is None:
+                    continue  # never reported since we started: nothing to compare with yet
                 overdue = last + timedelta(seconds=limit * st.interval_s)
                 if now > overdue:
                     silent = (now - last).total_seconds()

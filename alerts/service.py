@@ -38,8 +38,13 @@ class AlertService(MqttConsumer):
         self.readings_seen = 0
 
     def _check_stale(self) -> None:
+        # Against the data clock (the newest data time from any station), not the wall clock: a station
+        # is stale when the others have moved on without it. That holds for live data, replays and the
+        # accelerated demo alike; a silence of the whole district shows in ingest's health and data lag.
         with self._lock:
-            self.engine.check_stale(utcnow())
+            clock = self.engine.data_clock
+            if clock is not None:
+                self.engine.check_stale(clock)
 
     def _close_expired(self) -> None:
         with self._lock:
