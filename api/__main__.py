@@ -8,7 +8,7 @@ import logging
 import uvicorn
 
 from api.app import create_app
-from api.server import bind_socket
+from api.server import UvicornServer, bind_socket
 from core.logs import configure_logging, kv
 from core.registry import open_registry
 from core.settings import Settings
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         app = create_app(settings, registry=registry)
         log.info("api listening", extra=kv(url=f"http://{host}:{port}", docs=f"http://{host}:{port}/docs"))
         # uvicorn handles Ctrl-C / SIGTERM in the main thread, runs the app's shutdown, then re-raises the signal.
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, log_config=None,
+        server = UvicornServer(uvicorn.Config(app, log_level="warning", access_log=False, log_config=None,
                                                timeout_graceful_shutdown=5))
         try:
             server.run(sockets=[sock])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
-from typing import Any, NoReturn
+from typing import Any, Iterable, Mapping, NoReturn
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,6 +38,40 @@ def not_found(what: str, ident: object) -> NoReturn:
     raise HTTPException(status_code=404, detail=f"{what} {ident} not found")
 
 
+def conflict(detail: str) -> NoReturn:
+    raise HTTPException(status_code=409, detail=detail)
+
+
+def _guess_loc(msg: str, fields: Iterable[str], aliases: Mapping[str, str]) -> tuple[str, ...]:
+    """The field a whole-model error is about: the first field name (or alias) the message mentions.
+
+    Cross-field checks (pydantic model validators) report no location; their messages name the field instead
+    ("levels must get stricter with severity (above)", "params.window_h must be in (0, 24]").
+    """
+    names = {f: f for f in fields} | dict(aliases)
+    if not names:
+        return ()
+    pattern = r"(?<![\w.])(" + "|".join(sorted(map(re.escape, names), key=len, reverse=True)) + r")((?:\.\w+)*)(?![\w])"
+    m = re.search(pattern, msg)
+    if m is None:
+        return ()
+    return (names[m.group(1)], *[p for p in m.group(2).split(".") if p])
+
+
+def domain_invalid(exc: ValidationError, source: str = "body", fields: Iterable[str] = (),
+                   aliases: Mapping[str, str] | None = None) -> NoReturn:
+    """Turn a domain model's ValidationError into the API's readable 422, located under ``source``."""
+    fields = tuple(fields)
+    errors = []
+    for e in exc.errors(include_url=False, include_context=False):
+        loc = tuple(e.get("loc", ()))
+        msg = str(e.get("msg", "invalid value"))
+        if not loc:
+            loc = _guess_loc(msg.removeprefix("Value error, "), fields, aliases or {})
+        errors.append({"type": e.get("type", "value_error"), "loc": (source, *loc), "msg": msg})
+    raise RequestValidationError(errors)
+
+
 def _describe(err: dict[str, Any]) -> str:
     loc = [str(p) for p in err.get("loc", ())]
     msg = str(err.get("msg", "invalid value"))
@@ -49,8 +85,23 @@ def _describe(err: dict[str, Any]) -> str:
     return f"{where}: {msg}" if where else msg
 
 
+# Regular expressions of the domain models, said in words (the domain keeps the patterns, the API the wording).
+_PATTERN_HELP = {
+    r"^[a-z][a-z0-9_]{0,63}$": "lowercase letters, digits and _, starting with a letter, at most 64 characters",
+    r"^[^@\s]+@[^@\s]+$": "an e-mail address (name@example.org)",
+    r"^\+?[0-9 -]{5,40}$": "a phone number: 5 to 40 digits, spaces or dashes, optionally starting with +",
+}
+
+
+def _readable(err: dict[str, Any]) -> dict[str, Any]:
+    ctx = err.get("ctx") or {}
+    if err.get("type") == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERN_HELP:
+        err = {**err, "msg": f"must be {_PATTERN_HELP[ctx['pattern']]}; got {echo(err.get('input'))}"}
+    return err
+
+
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = list(exc.errors())
+    errors = [_readable(e) for e in exc.errors()]
     items = [{"loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
               "msg": str(e.get("msg", "")).removeprefix("Value error, "),
               "type": str(e.get("type", "value_error"))} for e in errors]

@@ -8,12 +8,14 @@ leaks out by accident (no mass assignment). Every time is serialized as ISO 8601
 from __future__ import annotations
 
 import base64
+import copy
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, create_model
 
-from core.domain import METRICS, Alert, DeadLetter, Kind, Reading, Station
+from core.domain import METRICS, Alert, DeadLetter, DutyShift, Kind, Reading, Severity, Station
+from core.rules import Rule, RuleType
 
 UTC = timezone.utc
 
@@ -244,3 +246,93 @@ class ValidationErrorItem(BaseModel):
 class ValidationErrorOut(BaseModel):
     detail: str = Field(description="every problem in one readable sentence")
     errors: list[ValidationErrorItem]
+
+
+# -- rules -------------------------------------------------------------------
+def _copy_fields(model: type[BaseModel], drop: tuple[str, ...] = ("id",)) -> dict[str, Any]:
+    """The fields of a domain model (types and constraints), for a request schema without its validators."""
+    return {name: (f.annotation, copy.copy(f)) for name, f in model.model_fields.items() if name not in drop}
+
+
+def _optional_fields(model: type[BaseModel], drop: tuple[str, ...] = ("id",)) -> dict[str, Any]:
+    """Every field of a domain model, optional and unconstrained: a partial update, validated after merging."""
+    return {name: (f.annotation | None, Field(default=None, description=f.description))  # type: ignore[operator]
+            for name, f in model.model_fields.items() if name not in drop}
+
+
+_RULE_DOC = ("An alert rule (see core.rules): `threshold`, `reference_level`, `rain_sum`, `rate_of_rise`, `stale`, "
+             "`stuck` or `spike`. The id is assigned by the server.")
+
+# The request bodies mirror core.rules.Rule field for field (minus id); the cross-field checks run when the route
+# builds the Rule, so every rule is validated by the one model the alerts engine also uses.
+RuleIn = create_model("RuleIn", __config__=ConfigDict(extra="forbid", json_schema_extra={"description": _RULE_DOC}),
+                      **_copy_fields(Rule))
+RulePatch = create_model(
+    "RulePatch",
+    __config__=ConfigDict(extra="forbid", json_schema_extra={
+        "description": "Any subset of a rule's fields; each one given replaces the stored value (levels and params "
+                       "as a whole), then the merged rule is validated again."}),
+    **_optional_fields(Rule))
+
+
+class RuleLevelOut(_Out):
+    severity: Severity
+    value: float | None = Field(description="threshold of this severity (threshold, rate_of_rise, spike rules)")
+    windows_h: dict[int, float] | None = Field(description="rain_sum rules: {window hours: mm}")
+
+
+class RuleOut(_Out):
+    id: int
+    name: str
+    type: RuleType
+    station_kind: Kind
+    station_ids: list[str] | None = Field(description="null: every station of station_kind")
+    metric: str | None
+    direction: Literal["above", "below"]
+    levels: list[RuleLevelOut] = Field(description="ordered by severity, blue < yellow < orange < red")
+    min_duration_s: float
+    hysteresis: float
+    params: dict[str, Any]
+    enabled: bool
+    description: str
+
+    @classmethod
+    def from_domain(cls, r: Rule) -> "RuleOut":
+        assert r.id is not None
+        return cls(id=r.id, name=r.name, type=r.type, station_kind=r.station_kind,
+                   station_ids=list(r.station_ids) if r.station_ids is not None else None, metric=r.metric,
+                   direction=r.direction,
+                   levels=[RuleLevelOut(severity=lv.severity, value=lv.value,
+                                        windows_h=dict(lv.windows_h) if lv.windows_h is not None else None)
+                           for lv in r.levels],
+                   min_duration_s=r.min_duration_s, hysteresis=r.hysteresis, params=dict(r.params), enabled=r.enabled,
+                   description=r.description)
+
+
+# -- duty roster -------------------------------------------------------------
+DutyShiftIn = create_model(
+    "DutyShiftIn",
+    __config__=ConfigDict(extra="forbid", json_schema_extra={
+        "description": "One person on duty from starts_at to ends_at (both with a UTC offset), for a town and/or a "
+                       "station kind (null: any). rank orders escalation (0 first); fallback shifts answer when "
+                       "no other shift matches."}),
+    **_copy_fields(DutyShift))
+
+
+class DutyShiftOut(_Out):
+    id: int
+    person: str
+    email: str | None
+    phone: str | None
+    town: str | None = Field(description="null: any town")
+    station_kind: Kind | None = Field(description="null: any kind")
+    starts_at: UtcDateTime
+    ends_at: UtcDateTime = Field(description="exclusive")
+    rank: int = Field(description="escalation order: 0 is called first")
+    fallback: bool
+
+    @classmethod
+    def from_domain(cls, s: DutyShift) -> "DutyShiftOut":
+        assert s.id is not None
+        return cls(id=s.id, person=s.person, email=s.email, phone=s.phone, town=s.town, station_kind=s.station_kind,
+                   starts_at=s.starts_at, ends_at=s.ends_at, rank=s.rank, fallback=s.fallback)

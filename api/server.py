@@ -11,6 +11,7 @@ import time
 import uvicorn
 
 from api.app import create_app
+from api.stream import AlertStream
 from core.logs import kv
 from core.registry import Registry
 from core.settings import Settings
@@ -41,6 +42,24 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+class UvicornServer(uvicorn.Server):
+    """uvicorn's server, ending the open alert streams as soon as a shutdown begins.
+
+    An SSE response never finishes on its own, so uvicorn would otherwise wait out its graceful-shutdown timeout
+    for every connected dashboard.
+    """
+
+    def handle_exit(self, sig: int, frame: object) -> None:
+        end_streams(self.config.app)
+        super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+
+def end_streams(app: object) -> None:
+    stream = getattr(getattr(app, "state", None), "alert_stream", None)
+    if stream is not None:
+        stream.close_clients()
+
+
 class ApiServer:
     """``start()`` returns once the API accepts connections; ``stop()`` shuts it down and frees the port.
 
@@ -48,11 +67,12 @@ class ApiServer:
     """
 
     def __init__(self, settings: Settings, registry: Registry | None = None, store: TimeSeriesStore | None = None,
-                 host: str | None = None, port: int | None = None) -> None:
+                 host: str | None = None, port: int | None = None, stream: bool = True) -> None:
         self.settings = settings
         self.host = host if host is not None else settings.api_host
         self.port = port if port is not None else settings.api_port
-        self.app = create_app(settings, registry=registry, store=store)
+        # The alert stream (MQTT → SSE) starts and stops with the app's lifespan.
+        self.app = create_app(settings, registry=registry, store=store, stream=stream)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._sock: socket.socket | None = None
@@ -71,7 +91,7 @@ class ApiServer:
         # log_config=None: keep the process's logging (core.logs), only set uvicorn's level.
         config = uvicorn.Config(self.app, log_level="warning", access_log=False, log_config=None, lifespan="on",
                                 timeout_graceful_shutdown=5)
-        self._server = uvicorn.Server(config)
+        self._server = UvicornServer(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, name="api-server",
                                         daemon=True)
         self._thread.start()
@@ -83,8 +103,14 @@ class ApiServer:
             time.sleep(0.01)
         log.info("api listening", extra=kv(url=self.url))
 
+    @property
+    def alert_stream(self) -> "AlertStream | None":
+        """The running alert stream, None when disabled or not running."""
+        return self.app.state.alert_stream
+
     def stop(self, timeout: float = 10.0) -> None:
         if self._server is not None:
+            end_streams(self.app)
             self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout)

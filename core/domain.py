@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field, model_validator
@@ -222,4 +222,7 @@ class DutyShift(BaseModel):
             raise ValueError("starts_at and ends_at need a UTC offset")
         if self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
+        # UTC inside: SQLite keeps no offset, so a +08:00 time stored as is would read back 8 h off.
+        self.starts_at = self.starts_at.astimezone(timezone.utc)
+        self.ends_at = self.ends_at.astimezone(timezone.utc)
         return self

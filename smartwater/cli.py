@@ -51,6 +51,10 @@ def init(csv: Optional[Path] = typer.Option(None, help="Load stations from this 
     counts = registry.count_stations()
     typer.echo(f"registry {settings.db_url}: {n} stations loaded; now " +
                ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if not registry.list_rules():  # a fresh registry starts with the default rule set; never overwrite edits
+        from core.rules import default_rules
+
+        typer.echo(f"{registry.upsert_rules(default_rules())} default alert rules loaded")
     store.close()
     registry.close()
 
@@ -131,6 +135,41 @@ def simulate(scenario: str = typer.Option("normal", help="Scenario name: normal,
 
 
 @app.command()
+def replay(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV with ts,station_id,metric,value"),
+           speed: float = typer.Option(0.0, min=0, help="Data seconds per real second; 0 = as fast as possible.")) -> None:
+    """Publish historical readings to the broker in time order (a past storm through the alert engine)."""
+    from rich.progress import Progress
+
+    from core.logs import configure_logging
+    from core.registry import open_registry
+    from simulators.replay import read_replay_csv
+    from simulators.replay import replay as run_replay
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)
+    registry = open_registry(settings.db_url)
+    registry.create_schema()
+    stations = {s.id: s for s in registry.list_stations()}
+    if not stations:
+        typer.secho("the station registry is empty: run `smartwater init` first", fg="red", err=True)
+        raise typer.Exit(2)
+    try:
+        messages = read_replay_csv(file, stations)
+    except (OSError, ValueError) as exc:
+        typer.secho(f"cannot replay: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    try:
+        with Progress(transient=True) as bar:
+            task = bar.add_task(f"replaying {len(messages)} messages", total=len(messages))
+            sent = run_replay(settings, stations, messages, speed=speed, progress=lambda n: bar.advance(task, n))
+    except ConnectionError as exc:
+        typer.secho(str(exc), fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"replayed {sent} of {len(messages)} messages"
+               + (f" ({messages[0][0].isoformat()} … {messages[-1][0].isoformat()})" if messages else ""))
+
+
+@app.command()
 def demo(port: int = typer.Option(8000, min=1, max=65535, help="API port."),
          speed: float = typer.Option(60.0, min=0.01, help="Simulated seconds per real second."),
          duration: Optional[float] = typer.Option(None, min=1, help="Stop after this many seconds and print a summary."),
@@ -150,6 +189,151 @@ def demo(port: int = typer.Option(8000, min=1, max=65535, help="API port."),
         typer.secho(f"demo failed to start: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
     print_summary(summary)
+
+
+rules_app = typer.Typer(no_args_is_help=True, help="Alert rules in the registry: list, load from YAML, defaults.")
+app.add_typer(rules_app, name="rules")
+
+
+def _open_registry():
+    from core.registry import open_registry
+
+    registry = open_registry(_settings().db_url)
+    registry.create_schema()
+    return registry
+
+
+def _rule_errors(exc: Exception) -> list[str]:
+    """Each problem of a rule in one line: 'field: reason' (a pydantic ValidationError lists several)."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return [str(exc)]
+    out = []
+    for e in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in e.get("loc", ()))
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+        out.append(f"{where}: {msg}" if where else msg)
+    return out
+
+
+def _read_rules_file(path: Path) -> tuple[list, list[str]]:
+    """Every rule of a YAML file (a list, or a mapping with a 'rules' list), validated; and every problem found."""
+    import yaml
+    from pydantic import ValidationError
+
+    from core.rules import Rule
+
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        return [], [f"cannot read {path}: {exc.strerror or exc}"]
+    except UnicodeDecodeError:
+        return [], [f"{path} is not UTF-8 text"]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        return [], [f"{path} is not valid YAML{where}: {getattr(exc, 'problem', None) or exc}"]
+    if isinstance(doc, dict):
+        doc = doc.get("rules")
+    if not isinstance(doc, list):
+        return [], [f"{path}: expected a list of rules (or a 'rules:' key holding one)"]
+    rules, problems = [], []
+    for i, item in enumerate(doc, 1):
+        name = item.get("name") if isinstance(item, dict) else None
+        label = f"rule #{i}" + (f" {name!r}" if isinstance(name, str) else "")
+        if not isinstance(item, dict):
+            problems.append(f"{label}: expected a mapping of rule fields, got {type(item).__name__}")
+            continue
+        try:
+            rules.append(Rule.model_validate(item))
+        except (ValidationError, ValueError) as exc:
+            problems += [f"{label}: {p}" for p in _rule_errors(exc)]
+    seen: dict[str, list[int]] = {}
+    for i, item in enumerate(doc, 1):
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            seen.setdefault(item["name"], []).append(i)
+    problems += [f"rules {', '.join(f'#{i}' for i in idx)} share the name {n!r}"
+                 for n, idx in seen.items() if len(idx) > 1]
+    return rules, problems
+
+
+def _print_rules(rules: list, as_json: bool) -> None:
+    if as_json:
+        json.dump([r.model_dump(mode="json") for r in rules], sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    def level(lv) -> str:
+        if lv.value is not None:
+            return f"{lv.severity.value} {'≥' if r.direction == 'above' else '≤'}{lv.value:g}"
+        if lv.windows_h:
+            return f"{lv.severity.value} " + " ".join(f"{h}h≥{mm:g}" for h, mm in lv.windows_h.items())
+        return lv.severity.value
+
+    table = Table("id", "name", "type", "kind", "metric")
+    table.add_column("levels", min_width=24)
+    table.add_column("on")
+    for r in rules:
+        table.add_row(str(r.id), r.name, r.type.value, r.station_kind.value, r.metric or "",
+                      ", ".join(level(lv) for lv in r.levels), "yes" if r.enabled else "no")
+    # Piped into a file or grep, rich would assume 80 columns and cut names short.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+@rules_app.command("list")
+def rules_list(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+               enabled: Optional[bool] = typer.Option(None, "--enabled/--disabled",
+                                                      help="Only enabled (or only disabled) rules.")) -> None:
+    """List the alert rules in the registry."""
+    registry = _open_registry()
+    try:
+        rules = registry.list_rules(enabled=enabled)
+    finally:
+        registry.close()
+    _print_rules(rules, as_json)
+    if not rules and not as_json:
+        typer.echo("no rules: run `smartwater rules defaults` or `smartwater rules load FILE.yaml`", err=True)
+
+
+@rules_app.command("load")
+def rules_load(file: Path = typer.Argument(..., help="YAML file: a list of rules, or a mapping with a 'rules' list."),
+               check: bool = typer.Option(False, "--check", help="Only validate the file; write nothing.")) -> None:
+    """Create or replace rules by name from a YAML file. The whole file is validated first: nothing is written
+    unless every rule is valid."""
+    rules, problems = _read_rules_file(file)
+    if problems:
+        typer.secho(f"{file}: {len(problems)} problem(s), nothing loaded:", fg="red", err=True)
+        for p in problems:
+            typer.secho(f"  {p}", fg="red", err=True)
+        raise typer.Exit(2)
+    if check:
+        typer.echo(f"{file}: {len(rules)} valid rules")
+        return
+    registry = _open_registry()
+    try:
+        existing = {r.name for r in registry.list_rules()}
+        n = registry.upsert_rules(rules)
+    finally:
+        registry.close()
+    replaced = sum(r.name in existing for r in rules)
+    typer.echo(f"{n} rules loaded from {file} ({n - replaced} new, {replaced} replaced)")
+
+
+@rules_app.command("defaults")
+def rules_defaults() -> None:
+    """Create or replace (by name) the default rule set shipped with smartwater."""
+    from core.rules import default_rules
+
+    rules = default_rules()
+    registry = _open_registry()
+    try:
+        n = registry.upsert_rules(rules)
+    finally:
+        registry.close()
+    typer.echo(f"{n} default rules loaded")
 
 
 if __name__ == "__main__":

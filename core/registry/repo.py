@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -15,6 +16,7 @@ from core.registry import tables as t
 from core.timeutil import utcnow
 
 UTC = timezone.utc
+log = logging.getLogger("core.registry")
 
 
 class AlertNotFound(LookupError):
@@ -241,11 +243,18 @@ class Registry:
         return Rule.model_validate({**row.body, "id": row.id})
 
     def list_rules(self, enabled: bool | None = None) -> list[Rule]:
+        """Stored rules; one that no longer validates (after an upgrade) is logged and skipped, not fatal."""
         q = select(t.rules).order_by(t.rules.c.id)
         if enabled is not None:
             q = q.where(t.rules.c.enabled == enabled)
+        out = []
         with self.engine.connect() as conn:
-            return [self._rule(r) for r in conn.execute(q)]
+            for row in conn.execute(q):
+                try:
+                    out.append(self._rule(row))
+                except ValueError as exc:
+                    log.error("stored rule %r (id %s) is invalid and ignored: %s", row.name, row.id, exc)
+        return out
 
     def get_rule(self, rule_id: int) -> Rule:
         with self.engine.connect() as conn:
@@ -276,15 +285,17 @@ class Registry:
         return rule.model_copy(update={"id": rule_id})
 
     def upsert_rules(self, rules: Iterable[Rule]) -> int:
-        """Create or replace rules by name (YAML loading); returns how many were written."""
+        """Create or replace rules by name (YAML loading), all or nothing; returns how many were written."""
         n = 0
-        existing = {r.name: r.id for r in self.list_rules()}
-        for rule in rules:
-            if rule.name in existing:
-                self.update_rule(existing[rule.name], rule)
-            else:
-                self.create_rule(rule)
-            n += 1
+        with self.engine.begin() as conn:
+            existing = dict(conn.execute(select(t.rules.c.name, t.rules.c.id)).all())
+            for rule in rules:
+                if rule.name in existing:
+                    conn.execute(update(t.rules).where(t.rules.c.id == existing[rule.name])
+                                 .values(self._rule_values(rule)))
+                else:
+                    conn.execute(insert(t.rules).values(self._rule_values(rule)))
+                n += 1
         return n
 
     def delete_rule(self, rule_id: int) -> None:

@@ -1,0 +1,117 @@
+"""Server-sent events: alert notifications as they are published, fed from MQTT by ``api.stream.AlertStream``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, AsyncIterator
+
+import anyio
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from api.schemas import ErrorOut
+from api.stream import AlertStream, StreamClient
+from core.domain import Severity
+
+router = APIRouter(prefix="/alerts", tags=["alerts"])
+
+_STREAM_DOC = """
+A `text/event-stream` of alert notifications, the same JSON the alerts service publishes to MQTT
+`water/alerts/{severity}`:
+
+```
+event: alert
+data: {"event": "raised", "id": 17, "station_id": "RS0001", "severity": "red", "state": "active", ...}
+
+```
+
+* `event` in the data is `raised`, `escalated`, `cleared`, ... (what happened to the alert).
+* A `: keepalive` comment every 15 s keeps proxies from closing an idle stream.
+* `severity` (repeatable: `?severity=orange&severity=red`) keeps only those severities.
+* Notifications are live only: nothing is replayed on reconnect; fetch `GET /api/v1/alerts` for the state.
+* A client that reads too slowly loses the oldest queued notifications; it is then sent
+  `event: overflow` with `data: {"dropped": N}` (the total lost so far) — refetch the alert list.
+"""
+
+
+class EventStreamResponse(StreamingResponse):
+    """A streaming response that always watches for the client going away, and always closes its generator.
+
+    Starlette only watches for ``http.disconnect`` on ASGI servers older than spec 2.4, and leaves the generator
+    to the garbage collector when a send fails; an SSE stream idles for long stretches, so it needs both.
+    """
+
+    media_type = "text/event-stream"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+                async def _stream() -> None:
+                    try:
+                        await self.stream_response(send)
+                    except OSError:  # the client went away mid-send
+                        pass
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(_stream)
+                await self.listen_for_disconnect(receive)
+                tg.cancel_scope.cancel()
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True):  # unregisters the client even when the task is cancelled
+                    await aclose()
+
+
+async def _events(stream: AlertStream, severities: list[str] | None) -> AsyncIterator[str]:
+    # The client is registered here, not in the endpoint: a generator that never starts never runs its finally.
+    client: StreamClient = stream.open_client(severities)
+    getter: asyncio.Future[str | None] | None = None
+    reported_drops = 0
+    try:
+        yield ": connected\n\n"
+        while True:
+            if getter is None:
+                getter = asyncio.ensure_future(client.queue.get())
+            # asyncio.wait (not wait_for) so a timeout never cancels a get that already took an item.
+            done, _ = await asyncio.wait({getter}, timeout=stream.keepalive_s)
+            if not done:
+                yield ": keepalive\n\n"
+                continue
+            item, getter = getter.result(), None
+            if item is None:  # the server is shutting down
+                return
+            if client.dropped > reported_drops:
+                reported_drops = client.dropped
+                yield f"event: overflow\ndata: {json.dumps({'dropped': reported_drops})}\n\n"
+            client.delivered += 1
+            yield f"event: alert\ndata: {item}\n\n"
+    finally:
+        if getter is not None:
+            getter.cancel()
+        stream.close_client(client)
+
+
+# response_class=Response (no media type): OpenAPI then lists the 200 as text/event-stream only and the errors as
+# JSON; with EventStreamResponse it would list the JSON errors as text/event-stream too.
+@router.get("/stream", summary="Live alert notifications (server-sent events)", description=_STREAM_DOC,
+            response_model=None, response_class=Response,
+            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                             "description": "an endless event stream"},
+                       503: {"model": ErrorOut,
+                             "description": "the alert stream is not enabled on this server, or has too many clients"}})
+async def alert_stream(
+    request: Request,
+    severity: Annotated[list[Severity] | None, Query(description="only these severities (repeatable)")] = None,
+) -> EventStreamResponse:
+    stream: AlertStream | None = getattr(request.app.state, "alert_stream", None)
+    if stream is None:
+        raise HTTPException(status_code=503, detail="the alert stream is not enabled on this server")
+    if stream.full:  # each client holds a queue and a connection: bound both
+        raise HTTPException(status_code=503, detail="too many alert stream clients, try again later",
+                            headers={"Retry-After": "30"})
+    severities = [s.value for s in severity] if severity else None
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no buffering in nginx and friends
+    return EventStreamResponse(_events(stream, severities), headers=headers)
