@@ -8,21 +8,14 @@ import pytest
 from alerts.engine import AlertEngine
 from alerts.windows import SeriesWindow
 from core.domain import FloodLimitPeriod, Reading
+from tests.expectations import RecordingNotifier, cma_rainstorm_signal
 
 T0 = datetime(2026, 7, 10, 0, 0, tzinfo=timezone.utc)
 
 
-class Recorder:
-    def __init__(self):
-        self.events = []
-
-    def notify(self, alert, event):
-        self.events.append((event, alert.station_id, alert.rule, alert.severity))
-
-
 @pytest.fixture
 def engine(settings, registry, stations):
-    eng = AlertEngine(settings, registry, Recorder())
+    eng = AlertEngine(settings, registry, RecordingNotifier())
     eng.load()
     return eng
 
@@ -79,17 +72,7 @@ def test_late_older_reading_does_not_clear_a_newer_alert(engine, registry):
 
 def expected_signal(increments: list[tuple[int, float]], at_min: int) -> str | None:
     """Rainstorm signal from first principles: sums over (t − h, t] compared with the CMA thresholds."""
-    def total(h):
-        return sum(v for m, v in increments if at_min - 60 * h < m <= at_min)
-    if total(3) >= 100:
-        return "red"
-    if total(3) >= 50:
-        return "orange"
-    if total(6) >= 50:
-        return "yellow"
-    if total(12) >= 50:
-        return "blue"
-    return None
+    return cma_rainstorm_signal(lambda h: sum(v for m, v in increments if at_min - 60 * h < m <= at_min))
 
 
 def test_rainstorm_signals_follow_the_rolling_sums(engine, registry):
@@ -141,12 +124,12 @@ def test_water_quality_rules(engine, registry):
 def test_restart_reloads_open_alerts_and_rain_from_store(settings, registry, stations, store):
     readings = [Reading("RG9001", "rain", "rain_mm", T0 + timedelta(minutes=5 * i), 20.0) for i in range(4)]
     store.write(readings)
-    eng = AlertEngine(settings, registry, Recorder())
+    eng = AlertEngine(settings, registry, RecordingNotifier())
     eng.load()
     assert eng.refill(store, T0 + timedelta(hours=1)) == 4
     # 80 mm already in the window; 25 more crosses 100 mm in 3 h → red straight away
     eng.process([Reading("RG9001", "rain", "rain_mm", T0 + timedelta(minutes=20), 25.0)])
     assert [a.severity for a in registry.list_alerts()] == ["red"]
-    eng2 = AlertEngine(settings, registry, Recorder())
+    eng2 = AlertEngine(settings, registry, RecordingNotifier())
     eng2.load()
     assert list(eng2.open) == [("RG9001", "rainstorm")]

@@ -7,22 +7,15 @@ import pytest
 from alerts.engine import AlertEngine
 from core.domain import Reading, Station
 from core.rules import Rule, default_rules
+from tests.expectations import RecordingNotifier
 
 T0 = datetime(2026, 7, 10, 0, 0, tzinfo=timezone.utc)
-
-
-class Recorder:
-    def __init__(self):
-        self.events = []
-
-    def notify(self, alert, event):
-        self.events.append((event, alert.station_id, alert.rule, alert.severity))
 
 
 def make_engine(settings, registry, rules=None):
     if rules is not None:
         registry.upsert_rules(rules)
-    eng = AlertEngine(settings, registry, Recorder())
+    eng = AlertEngine(settings, registry, RecordingNotifier())
     eng.load()
     return eng
 

@@ -17,6 +17,7 @@ from core.mqtt import wait_for
 from core.timeutil import utcnow
 from ingest import Ingestor
 from simulators.replay import read_replay_csv, replay
+from tests.expectations import cma_rainstorm_signal
 
 SMARTWATER = str(Path(sys.executable).with_name("smartwater"))
 STEP = timedelta(minutes=5)
@@ -40,17 +41,7 @@ def storm(t0: datetime) -> list[tuple[datetime, str, str, float]]:
 def expected_rainstorm(t0: datetime) -> list[tuple[str, datetime]]:
     """(severity, data time) of each step up, from the CMA signal thresholds over rolling sums."""
     def signal(i: int) -> str | None:
-        def total(hours):
-            return sum(RAIN[max(0, i - hours * 12 + 1):i + 1])
-        if total(3) >= 100:
-            return "red"
-        if total(3) >= 50:
-            return "orange"
-        if total(6) >= 50:
-            return "yellow"
-        if total(12) >= 50:
-            return "blue"
-        return None
+        return cma_rainstorm_signal(lambda hours: sum(RAIN[max(0, i - hours * 12 + 1):i + 1]))
     order = ["blue", "yellow", "orange", "red"]
     out, top = [], -1
     for i in range(len(RAIN)):
