@@ -61,6 +61,7 @@ class AlertEngine:
         self._last_ts: dict[tuple[str, str], datetime] = {}
         self._pending: dict[tuple[str, str], datetime] = {}  # condition true since (for min_duration)
         self._rules_loaded_at = 0.0
+        self._safe: dict[tuple[str, str], float | None] = {}  # (station, rule) → value below which it cannot fire
 
     # -- state ------------------------------------------------------------
     def load(self) -> None:
@@ -98,7 +99,32 @@ class AlertEngine:
         self.rules, self._by_metric, self._torrent, self._stale = rules, dict(by_metric), torrent, stale
         self._history = history
         self._rain_hours = rain_windows([r for r in rules if r.type == RuleType.rain_sum])
+        self._safe = {}
         self._rules_loaded_at = time.monotonic()
+
+    def _safe_bound(self, st: Station, rule: Rule) -> float | None:
+        """For threshold and reference-level rules: a value on the safe side of this (by more than the
+        hysteresis band) cannot raise or hold anything, so evaluation can be skipped. None: always evaluate."""
+        key = (st.id, rule.name)
+        if key in self._safe:
+            return self._safe[key]
+        bound = None
+        if rule.type == RuleType.threshold:
+            lowest = rule.levels[0].value
+            bound = lowest - rule.hysteresis if rule.direction == "above" else -(lowest + rule.hysteresis)
+        elif rule.type == RuleType.reference_level:
+            if st.kind.value == "reservoir":
+                limits = [st.flood_limit_level_m, st.check_flood_level_m]
+                limits += [p.level_m for p in st.flood_limit_periods or ()]
+                if st.design_flood_level_m is not None:
+                    limits.append(st.design_flood_level_m - float(rule.params.get(
+                        "design_margin_m", self.settings.alerts_reservoir_design_margin_m)))
+            else:
+                limits = [st.warning_level_m, st.guaranteed_level_m]
+            known = [x for x in limits if x is not None]
+            bound = min(known) - rule.hysteresis if known else None
+        self._safe[key] = bound
+        return bound
 
     def _window(self, station_id: str, metric: str) -> SeriesWindow:
         key = (station_id, metric)
@@ -134,7 +160,8 @@ class AlertEngine:
             st = self.stations.get(r.station_id)
             if st is None:
                 continue
-            if r.ts > self.last_seen.get(st.id, r.ts - timedelta(1)):
+            seen = self.last_seen.get(st.id)
+            if seen is None or r.ts > seen:
                 self.last_seen[st.id] = r.ts
             if self._stale:
                 self._clear_stale(st, r.ts)
@@ -148,6 +175,16 @@ class AlertEngine:
             for rule in self._by_metric.get((kind, r.metric), ()):
                 if rule.station_ids is not None and st.id not in rule.station_ids:
                     continue
+                bound = self._safe_bound(st, rule)
+                if bound is not None:
+                    key = (st.id, rule.name)
+                    signed = r.value if rule.direction == "above" or rule.type != RuleType.threshold else -r.value
+                    if signed <= bound and key not in self.open and key not in self._pending \
+                            and key not in self.cleared:
+                        last = self._last_ts.get(key)
+                        if last is None or r.ts > last:
+                            self._last_ts[key] = r.ts
+                        continue  # nothing to raise, hold, clear or close
                 verdict = evaluate_point(rule, st, r.ts, r.value, series, self.tz,
                                          self.settings.alerts_reservoir_design_margin_m)
                 if verdict is not None:

@@ -15,13 +15,15 @@ HOUR_MS = 3_600_000
 class SeriesWindow:
     """Values of one metric of one station over the last ``keep_h`` hours of data time."""
 
-    __slots__ = ("keep_ms", "_ts", "_v", "_n")
+    # _first/_last mirror the ends of _ts as Python ints: the in-order path then needs no numpy scalars.
+    __slots__ = ("keep_ms", "_ts", "_v", "_n", "_first", "_last")
 
     def __init__(self, keep_h: float = 24, capacity: int = 64) -> None:
         self.keep_ms = int(keep_h * HOUR_MS)
         self._ts = np.zeros(capacity, dtype=np.int64)
         self._v = np.zeros(capacity, dtype=np.float64)
         self._n = 0
+        self._first = self._last = 0
 
     def __len__(self) -> int:
         return self._n
@@ -30,7 +32,7 @@ class SeriesWindow:
         """Insert or replace the value at ``ts``; False when it was already there unchanged."""
         t = to_ms(ts)
         n = self._n
-        if n and t > self._ts[n - 1]:
+        if n == 0 or t > self._last:
             i = n  # the common case: in order
         else:
             i = int(np.searchsorted(self._ts[:n], t))
@@ -46,25 +48,41 @@ class SeriesWindow:
             self._v[i + 1:n + 1] = self._v[i:n]
         self._ts[i], self._v[i] = t, value
         self._n = n + 1
-        self._prune(int(self._ts[self._n - 1]) - self.keep_ms)
+        if i == n:
+            self._last = t
+        if i == 0:
+            self._first = t
+        if self._first < self._last - self.keep_ms:
+            self._prune(self._last - self.keep_ms)
         return True
 
     def _prune(self, older_than: int) -> None:
-        if self._ts[0] >= older_than:
-            return
-        k = int(np.searchsorted(self._ts[:self._n], older_than, side="left"))
+        k = int(self._ts[:self._n].searchsorted(older_than, side="left"))
         n = self._n - k
         self._ts[:n] = self._ts[k:self._n]
         self._v[:n] = self._v[k:self._n]
         self._n = n
+        self._first = int(self._ts[0])
 
     def sums(self, at_ms: int, hours: tuple[int, ...] | list[int]) -> dict[int, float]:
-        """Sum of values in (at − h, at] for each window h (rain increments → rolling rain)."""
-        ts = self._ts[:self._n]
-        csum = np.concatenate([[0.0], np.cumsum(self._v[:self._n])])
-        hi = int(np.searchsorted(ts, at_ms, side="right"))
-        return {h: float(csum[hi] - csum[int(np.searchsorted(ts, at_ms - h * HOUR_MS, side="right"))])
-                for h in hours}
+        """Sum of values in (at − h, at] for each window h (rain increments → rolling rain).
+
+        One searchsorted for every window edge and one reduceat over the segments between them,
+        instead of a cumulative sum of the whole day on every reading.
+        """
+        longest_first = sorted(hours, reverse=True)
+        edges = np.array([at_ms - h * HOUR_MS for h in longest_first] + [at_ms], dtype=np.int64)
+        idx = self._ts[:self._n].searchsorted(edges, side="right")
+        lo, hi = idx[:-1], int(idx[-1])
+        if hi == 0:
+            return {h: 0.0 for h in hours}
+        # A zero sentinel at hi keeps every index valid; reduceat gives a[i] (not 0) for an empty
+        # segment, so segments whose start is not before the next one's are masked out.
+        nxt = np.append(lo[1:], hi)
+        seg = np.add.reduceat(np.append(self._v[:hi], 0.0), lo) * (lo < nxt)
+        # seg[k] sums from the k-th window's start to the next one's; window k is the tail from k on.
+        tails = np.cumsum(seg[::-1])[::-1]
+        return {h: float(tails[k]) for k, h in enumerate(longest_first)}
 
     def first_since(self, since_ms: int) -> tuple[int, float] | None:
         """The oldest point at or after ``since_ms``."""
