@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -131,3 +133,136 @@ TEST_STATIONS = [RESERVOIR, RIVER, GAUGE, VILLAGE]
 def stations(registry):
     registry.upsert_stations(TEST_STATIONS)
     return {s.id: s for s in TEST_STATIONS}
+
+
+# -- registry on SQLite and PostgreSQL -------------------------------------------------------------------------
+# Tests taking `registry_url` / `db_registry` run once per database. PostgreSQL is SMARTWATER_TEST_PG_URL (an
+# account allowed to CREATE DATABASE; default: the local server, user postgres, trust auth). Each session works in
+# throwaway databases of its own, dropped at the end; unreachable, those tests skip — or fail with
+# SMARTWATER_REQUIRE_POSTGRES=1 (CI).
+REGISTRY_DBS = ["sqlite", "postgresql"]
+PG_ADMIN_URL = os.environ.get("SMARTWATER_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+class PostgresServer:
+    """A reachable PostgreSQL on which this session creates throwaway databases (all dropped by drop_all)."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.created: list[str] = []
+
+    def _admin(self):
+        import psycopg
+
+        return psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5)
+
+    def create_database(self) -> str:
+        """A new empty database; returns its postgresql:// URL."""
+        name = f"smartwater_test_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+        with self._admin() as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return urlsplit(self.admin_url)._replace(path=f"/{name}").geturl()
+
+    def drop_database(self, url: str) -> None:
+        name = urlsplit(url).path.lstrip("/")
+        with self._admin() as conn:
+            try:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except Exception:  # noqa: BLE001 - before PostgreSQL 13: end the sessions, then drop
+                conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        if name in self.created:
+            self.created.remove(name)
+
+    def drop_all(self) -> None:
+        base = urlsplit(self.admin_url)
+        for name in list(self.created):
+            self.drop_database(base._replace(path=f"/{name}").geturl())
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """The test PostgreSQL server, or a skip (a failure with SMARTWATER_REQUIRE_POSTGRES=1) when unreachable."""
+    parts = urlsplit(PG_ADMIN_URL)
+    where = f"{parts.hostname}:{parts.port or 5432}"  # never the password
+    server = PostgresServer(PG_ADMIN_URL)
+    try:
+        with server._admin() as conn:
+            conn.execute("SELECT 1")
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "no PostgreSQL here"
+        reason = f"PostgreSQL not reachable at {where} ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+        if os.environ.get("SMARTWATER_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{reason}, and SMARTWATER_REQUIRE_POSTGRES=1", pytrace=False)
+        pytest.skip(f"{reason}; set SMARTWATER_TEST_PG_URL to test the registry on PostgreSQL")
+    yield server
+    server.drop_all()
+
+
+@pytest.fixture(params=REGISTRY_DBS)
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of a new, empty database (no tables) on each database in turn."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    url = server.create_database()
+    request.addfinalizer(lambda: server.drop_database(url))
+    return url
+
+
+@pytest.fixture(scope="session")
+def _sqlite_registry_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("registry-template") / "registry.sqlite3"
+    reg = open_registry(f"sqlite:///{path}")
+    reg.create_schema()
+    reg.close()  # the last connection closing checkpoints the WAL into the file
+    return path
+
+
+@pytest.fixture(scope="session")
+def _pg_registry_url(postgres: PostgresServer) -> str:
+    url = postgres.create_database()
+    reg = open_registry(url)
+    reg.create_schema()
+    reg.close()
+    return url
+
+
+def _empty_pg_tables(url: str) -> None:
+    from sqlalchemy import inspect
+
+    from core.registry.migrations import VERSION_TABLE
+
+    reg = open_registry(url)
+    try:
+        with reg.engine.begin() as conn:
+            names = [n for n in inspect(conn).get_table_names() if n != VERSION_TABLE]
+            conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")  # a leaked transaction fails, not hangs, the test
+            quoted = ", ".join(f'"{n}"' for n in names)
+            conn.exec_driver_sql(f"TRUNCATE {quoted} RESTART IDENTITY CASCADE")
+    finally:
+        reg.close()
+
+
+@pytest.fixture(params=REGISTRY_DBS)
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of a migrated registry with empty tables, on SQLite and on PostgreSQL in turn.
+
+    SQLite: a copy of a session-wide migrated file. PostgreSQL: one database per session, every table emptied
+    (identities restarted) before each test.
+    """
+    if request.param == "sqlite":
+        path = tmp_path / "registry.sqlite3"
+        shutil.copyfile(request.getfixturevalue("_sqlite_registry_template"), path)
+        return f"sqlite:///{path}"
+    url = request.getfixturevalue("_pg_registry_url")
+    _empty_pg_tables(url)
+    return url
+
+
+@pytest.fixture
+def db_registry(registry_url: str):
+    """A Registry on each database in turn (see registry_url); `registry` is SQLite under `settings`."""
+    reg = open_registry(registry_url)
+    yield reg
+    reg.close()

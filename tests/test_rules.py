@@ -4,6 +4,12 @@ from pydantic import ValidationError
 from core.rules import Rule, default_rules, load_rules_yaml
 
 
+@pytest.fixture
+def registry(db_registry):
+    """The registry tests here run on SQLite and on PostgreSQL (conftest: registry_url)."""
+    return db_registry
+
+
 def test_default_rules_load_and_encode_the_design_facts():
     rules = {r.name: r for r in default_rules()}
     rain = rules["rainstorm"]

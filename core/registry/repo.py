@@ -71,8 +71,15 @@ class Registry:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def create_schema(self) -> None:
-        t.metadata.create_all(self.engine)
+    def create_schema(self) -> str | None:
+        """Upgrade the registry to the newest schema revision (core/registry/migrations); returns it.
+
+        A fresh database gets every migration; one that metadata.create_all() made before migrations is
+        adopted at the baseline first. Safe to call from processes starting together: they take turns.
+        """
+        from core.registry import migrations
+
+        return migrations.upgrade(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, ForeignKey, Index, Integer, LargeBinary,
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, LargeBinary,
                         MetaData, String, Table, Text)
+
+from core.registry.types import UTCDateTime
 
 metadata = MetaData()
 
@@ -33,7 +35,7 @@ stations = Table(
 dead_letters = Table(
     "dead_letters", metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
-    Column("received_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("received_at", UTCDateTime(), nullable=False, index=True),
     Column("topic", Text, nullable=False),
     Column("payload", LargeBinary, nullable=False),
     Column("reason", String(64), nullable=False, index=True),
@@ -49,14 +51,14 @@ alerts = Table(
     Column("metric", String(64), nullable=False),
     Column("severity", String(16), nullable=False, index=True),
     Column("state", String(16), nullable=False, index=True),
-    Column("started_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
     Column("value", Float, nullable=False),
     Column("threshold", Float),
     Column("message", Text, nullable=False),
-    Column("acknowledged_at", DateTime(timezone=True)),
+    Column("acknowledged_at", UTCDateTime()),
     Column("acknowledged_by", String(100)),
-    Column("cleared_at", DateTime(timezone=True)),
+    Column("cleared_at", UTCDateTime()),
     Index("alerts_station_rule", "station_id", "rule"),
 )
 
@@ -66,8 +68,8 @@ alert_events = Table(
     Column("alert_id", ForeignKey("alerts.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("event", String(32), nullable=False),
     Column("severity", String(16)),
-    Column("data_time", DateTime(timezone=True)),
-    Column("wall_time", DateTime(timezone=True), nullable=False),
+    Column("data_time", UTCDateTime()),
+    Column("wall_time", UTCDateTime(), nullable=False),
     Column("detail", Text),
 )
 
@@ -79,7 +81,7 @@ rules = Table(
     Column("station_kind", String(32), nullable=False),
     Column("enabled", Boolean, nullable=False),
     Column("body", JSON, nullable=False),  # the whole validated core.rules.Rule
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 duty_roster = Table(
@@ -90,8 +92,8 @@ duty_roster = Table(
     Column("phone", String(40)),
     Column("town", String(100)),  # None: any town
     Column("station_kind", String(32)),  # None: any kind
-    Column("starts_at", DateTime(timezone=True), nullable=False),
-    Column("ends_at", DateTime(timezone=True), nullable=False),
+    Column("starts_at", UTCDateTime(), nullable=False),
+    Column("ends_at", UTCDateTime(), nullable=False),
     # Order of escalation within a shift: 0 is called first, then 1, ...; fallback rows answer when
     # nobody matches the alert's town or kind.
     Column("rank", Integer, nullable=False, default=0),

@@ -1,0 +1,161 @@
+"""Registry schema migrations from the command line (developers and operators); no alembic.ini needed.
+
+    python -m core.registry.migrations new "add patrols"   # autogenerate the next revision from the metadata
+    python -m core.registry.migrations check               # do the migrations build what the metadata says?
+    python -m core.registry.migrations upgrade [REV]       # the registry at SMARTWATER_DB_URL (or --db-url)
+    python -m core.registry.migrations downgrade REV
+    python -m core.registry.migrations current | history
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from core.registry import migrations as m
+
+
+def _db_url(args: argparse.Namespace) -> str:
+    if args.db_url:
+        return args.db_url
+    from core.settings import get_settings
+
+    return get_settings().db_url  # SMARTWATER_DB_URL, else the SQLite file under SMARTWATER_DATA_DIR
+
+
+def _next_rev_id() -> str:
+    from alembic.script import ScriptDirectory
+
+    revs = [r.revision for r in ScriptDirectory.from_config(m.alembic_config()).walk_revisions()]
+    return f"{max((int(r) for r in revs if r.isdigit()), default=0) + 1:04d}"
+
+
+def _scratch_registry(tmp: str):
+    from core.registry import open_registry
+
+    registry = open_registry(f"sqlite:///{Path(tmp) / 'scratch.sqlite3'}")
+    m.upgrade(registry.engine)
+    return registry
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    """Compare the metadata with a database at head (a scratch SQLite unless --db-url) and write a revision."""
+    from alembic import command
+
+    from core.registry import open_registry
+
+    m.head_revision()  # refuses to add to a branched history
+    with tempfile.TemporaryDirectory() as tmp:
+        registry = open_registry(args.db_url) if args.db_url else _scratch_registry(tmp)
+        try:
+            with m.migration_transaction(registry.engine) as conn:
+                if m.current_revision(conn) != m.head_revision():
+                    print(f"{args.db_url} is not at head: upgrade it first", file=sys.stderr)
+                    return 2
+                cfg = m.alembic_config(conn)
+                cfg.attributes["target_metadata"] = m.registry_metadata()
+                script = command.revision(cfg, message=args.message, autogenerate=not args.empty,
+                                          rev_id=args.rev_id or _next_rev_id())
+        finally:
+            registry.close()
+    path = getattr(script, "path", None)
+    print(f"wrote {path}: review it (names of constraints and indexes, data moves, downgrade), then run "
+          "pytest tests/test_migrations.py")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from core.registry import open_registry
+
+    with tempfile.TemporaryDirectory() as tmp:
+        registry = open_registry(args.db_url) if args.db_url else _scratch_registry(tmp)
+        try:
+            with registry.engine.connect() as conn:
+                diffs = m.schema_diff(conn)
+        finally:
+            registry.close()
+    if diffs:
+        print(f"the schema differs from core.registry.tables.metadata:\n{m.describe_diff(diffs)}\n"
+              f"{m.HOW_TO_ADD_A_MIGRATION}", file=sys.stderr)
+        return 1
+    print("no differences: the migrations build what the metadata describes")
+    return 0
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    from core.registry import open_registry
+
+    registry = open_registry(_db_url(args))
+    try:
+        print(f"at revision {m.upgrade(registry.engine, args.revision)}")
+    finally:
+        registry.close()
+    return 0
+
+
+def cmd_downgrade(args: argparse.Namespace) -> int:
+    from core.registry import open_registry
+
+    registry = open_registry(_db_url(args))
+    try:
+        print(f"at revision {m.downgrade(registry.engine, args.revision)}")
+    finally:
+        registry.close()
+    return 0
+
+
+def cmd_current(args: argparse.Namespace) -> int:
+    from core.registry import open_registry
+
+    registry = open_registry(_db_url(args))
+    try:
+        current = m.current_revision(registry.engine)
+    finally:
+        registry.close()
+    head = m.head_revision()
+    print(f"{current or 'none (empty, or made before migrations)'}; newest: {head}"
+          + ("" if current == head else " — `upgrade` (or any smartwater command) brings it there"))
+    return 0
+
+
+def cmd_history(_args: argparse.Namespace) -> int:
+    from alembic.script import ScriptDirectory
+
+    for rev in ScriptDirectory.from_config(m.alembic_config()).walk_revisions():
+        print(f"{rev.revision}  {(rev.doc or '').splitlines()[0] if rev.doc else ''}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m core.registry.migrations", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    new = sub.add_parser("new", help="write the next revision, autogenerated from the metadata")
+    new.add_argument("message")
+    new.add_argument("--empty", action="store_true", help="an empty revision (data migrations)")
+    new.add_argument("--rev-id", help="default: the next number, 0002, 0003, ...")
+    new.add_argument("--db-url", help="compare against this database (at head) instead of a scratch SQLite")
+    chk = sub.add_parser("check", help="compare the metadata with a fresh migrated SQLite (or --db-url as it is)")
+    chk.add_argument("--db-url")
+    up = sub.add_parser("upgrade", help="upgrade the registry (default: to head)")
+    up.add_argument("revision", nargs="?", default="head")
+    up.add_argument("--db-url")
+    down = sub.add_parser("downgrade", help="downgrade the registry to REV (base: nothing)")
+    down.add_argument("revision")
+    down.add_argument("--db-url")
+    cur = sub.add_parser("current", help="the registry's revision")
+    cur.add_argument("--db-url")
+    sub.add_parser("history", help="the revisions, newest first")
+    args = p.parse_args(argv)
+    try:
+        return {"new": cmd_new, "check": cmd_check, "upgrade": cmd_upgrade, "downgrade": cmd_downgrade,
+                "current": cmd_current, "history": cmd_history}[args.cmd](args)
+    except m.RegistrySchemaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
