@@ -10,7 +10,8 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 
 from api import errors
-from api.routes import api_router, health
+from api.auth import Auth, install_role_docs
+from api.routes import api_router, health, public_router
 from api.schemas import ErrorOut, ValidationErrorOut
 from api.stream import AlertStream
 from core.registry import Registry, open_registry
@@ -26,10 +27,22 @@ acknowledgement; alert rules and the duty roster; live alert notifications as se
 
 * Every time in a response is ISO 8601 in UTC with an explicit offset (`2026-06-28T06:05:00+00:00`); every time in a
   query needs an offset (`+08:00` — URL-encode the `+` as `%2B` — or `Z`).
-* Errors: 404 `{"detail": "..."}` for unknown ids; 409 for a rule name already taken; 422
-  `{"detail": "<readable sentence>", "errors": [...]}` for bad input; 503 when the registry or the store cannot be
-  reached.
+* Errors: 401 without a valid token; 403 when the user's role may not do it; 404 `{"detail": "..."}` for unknown
+  ids; 409 for a rule name already taken; 422 `{"detail": "<readable sentence>", "errors": [...]}` for bad input;
+  429 for too many failed logins; 503 when the registry or the store cannot be reached.
 * `GET /api/v1/readings/latest` returns a flat list with one entry per (station, metric), not grouped per station.
+
+**Access.** Every endpoint but `/healthz`, the docs and `POST /api/v1/auth/login` needs a bearer token:
+`POST /api/v1/auth/login` with `{"username": "...", "password": "..."}`, then send
+`Authorization: Bearer <access_token>` (the alert stream also takes `?access_token=`). Tokens last 12 h by default.
+Accounts are made with `smartwater user add NAME --role ROLE`. Each endpoint's description lists its roles:
+
+| | admin | supervisor | duty | chief | viewer |
+|---|---|---|---|---|---|
+| stations, readings, alerts, alert stream, `auth/me` | ✓ | ✓ | ✓ | ✓ | ✓ |
+| acknowledge an alert | ✓ | ✓ | ✓ | | |
+| dead letters; read rules and the duty roster | ✓ | ✓ | ✓ | | |
+| change rules and the duty roster | ✓ | ✓ | | | |
 """
 
 
@@ -37,6 +50,8 @@ def create_app(settings: Settings, registry: Registry | None = None,
                store: TimeSeriesStore | None = None, stream: bool = True) -> FastAPI:
     """Build the API. Opens the registry and the store from ``settings`` when they are not given and then closes
     them on shutdown; ones passed in belong to the caller. Creating the registry schema is the caller's job.
+    The users live in the registry (``core.registry.users``); the token secret is SMARTWATER_AUTH_SECRET or
+    ``data_dir/auth_secret``, created on first use (``core.auth.load_secret``).
 
     ``stream``: run the alert stream (``api.stream.AlertStream``, MQTT ``water/alerts/#`` → SSE) while the app
     runs. It starts with the app whether or not the broker can be reached, and keeps reconnecting; pass False
@@ -88,10 +103,18 @@ def create_app(settings: Settings, registry: Registry | None = None,
     app.state.registry = registry
     app.state.store = store
     app.state.alert_stream = None  # set while the app runs with stream=True
+    try:
+        app.state.auth = Auth(settings, registry)  # the token secret; data_dir/auth_secret when not configured
+    except BaseException:
+        _close(owned)
+        raise
     errors.install(app)
     app.include_router(health.router)
-    app.include_router(api_router, responses={
+    common = {
         422: {"model": ValidationErrorOut, "description": "invalid input; `detail` says what and why"},
         503: {"model": ErrorOut, "description": "the registry or the time-series store cannot be reached"},
-    })
+    }
+    app.include_router(public_router, responses=common)
+    app.include_router(api_router, responses=common)
+    install_role_docs(app)
     return app

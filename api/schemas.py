@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, create_model
 
+from core.auth import MAX_PASSWORD_LEN, Role
 from core.domain import METRICS, Alert, DeadLetter, DutyShift, Kind, Reading, Severity, Station
 from core.rules import Rule, RuleType
 
@@ -208,7 +209,9 @@ class AlertDetail(AlertOut):
 class AckIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    by: str = Field(default="api", min_length=1, max_length=100, description="who acknowledges")
+    by: str | None = Field(default=None, min_length=1, max_length=100,
+                           description="who acknowledges, e.g. the person at a shared duty desk; default: the "
+                                       "signed-in user's name (the account is logged either way)")
 
 
 # -- dead letters ------------------------------------------------------------
@@ -230,6 +233,30 @@ class DeadLetterOut(_Out):
             payload, encoding = base64.b64encode(raw).decode("ascii"), "base64"
         return cls(id=d.id, received_at=d.received_at, topic=d.topic, reason=d.reason, detail=d.detail,
                    payload=payload, payload_encoding=encoding)
+
+
+# -- auth --------------------------------------------------------------------
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=MAX_PASSWORD_LEN)
+
+
+class TokenOut(_Out):
+    access_token: str = Field(description="send as `Authorization: Bearer <access_token>`")
+    token_type: Literal["bearer"] = "bearer"
+    expires_at: UtcDateTime
+    role: Role
+
+
+class MeOut(_Out):
+    username: str
+    display_name: str
+    role: Role
+    town: str | None = Field(description="supervisors and chiefs: their town; null: the whole district")
+    chief_id: str | None = Field(description="chiefs: their river-chief record")
+    token_expires_at: UtcDateTime
 
 
 # -- errors ------------------------------------------------------------------

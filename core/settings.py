@@ -99,6 +99,29 @@ class Settings(BaseSettings):
         return v
     # --- end of the notification block ---
 
+    # --- Access control (core/auth.py, api/auth.py): users, bearer tokens, the login rate limit ---
+    # HMAC key of the API's bearer tokens, at least 32 characters (e.g. `openssl rand -hex 32`). Unset: a random one
+    # is generated once in data_dir/auth_secret (mode 0600). Set it when several API hosts must accept one token;
+    # changing it invalidates every token issued.
+    auth_secret: SecretStr | None = None
+    # Lifetime of a token from POST /api/v1/auth/login (and the default of `smartwater token`).
+    token_ttl_s: int = Field(default=12 * 3600, ge=60, le=30 * 86400)
+    # Failed logins allowed per user name and client address within the window, then 429 until the oldest ages out;
+    # one address gets ten times as many across all names.
+    login_max_failures: int = Field(default=5, ge=1, le=1000)
+    login_failure_window_s: float = Field(default=300.0, gt=0, le=86400)
+    # How long the API may reuse a user lookup (active? role?) between requests; a user disabled from the CLI is
+    # refused at the latest this much later.
+    auth_user_cache_s: float = Field(default=5.0, ge=0, le=300)
+
+    @field_validator("auth_secret")
+    @classmethod
+    def _check_auth_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value().strip()) < 32:
+            raise ValueError("SMARTWATER_AUTH_SECRET must have at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return v
+    # --- end of the access-control block ---
+
     @field_validator("webhook_urls", mode="before")
     @classmethod
     def _split_urls(cls, v: object) -> object:
@@ -133,6 +156,49 @@ class Settings(BaseSettings):
         if urlsplit(self.db_url).scheme not in DB_SCHEMES:
             raise ValueError(f"SMARTWATER_DB_URL scheme must be one of {DB_SCHEMES}, got {self.db_url!r}")
         return self
+
+    # --- River chiefs: patrols, issues, compliance (core/patrols; design.md §4 "River chiefs") ---
+    # A patrol counts (is valid) only when its cleaned GPS track lasts long enough, is long enough, covers
+    # enough of its segment and was not made by car. Published minimums: ≥ 5 min and ≥ 300 m (Anhui),
+    # ≥ 30 min and ≥ 2 km (Xinjiang).
+    patrol_min_duration_s: float = Field(default=300.0, ge=0)
+    patrol_min_distance_m: float = Field(default=300.0, ge=0)
+    # Share of the segment's length within patrol_coverage_buffer_m of the track (sampled every step).
+    patrol_min_coverage: float = Field(default=0.6, ge=0, le=1)
+    patrol_coverage_buffer_m: float = Field(default=100.0, gt=0)
+    patrol_coverage_step_m: float = Field(default=10.0, gt=0, le=1000)
+    # Faster than this on average, or over more than half the track's ground, is a "patrol" by car.
+    patrol_max_speed_kmh: float = Field(default=30.0, gt=0)
+    # Minimum time between the starts of a chief's counted self-started patrols (one app: 96 h); 0 = off.
+    patrol_min_gap_h: float = Field(default=0.0, ge=0)
+    # Fixes whose reported accuracy is worse than this are ignored (cell-tower fixes are hundreds of metres).
+    patrol_max_point_accuracy_m: float = Field(default=100.0, gt=0)
+    # Minimum patrol frequency per level, "N/unit" with unit week | dekad (ten days: 1–10, 11–20, 21–end of
+    # month) | month | quarter | year, in local calendar periods (display_timezone). Published examples:
+    # county quarterly or monthly, town every ten days or ≥ 3 a month, village weekly.
+    patrol_frequency_county: str = "1/month"
+    patrol_frequency_town: str = "1/dekad"
+    patrol_frequency_village: str = "1/week"
+    patrol_frequency_grid: str = "1/week"
+    # Issues (complaint-platform benchmarks): assigned within 4 h of being found counts as a response;
+    # closure deadline after assignment by assignee kind.
+    issue_response_h: float = Field(default=4.0, gt=0)
+    issue_deadline_days_village: float = Field(default=2.0, gt=0)
+    issue_deadline_days_town: float = Field(default=3.0, gt=0)
+    issue_deadline_days_department: float = Field(default=4.0, gt=0)
+    # Patrol and issue photos: JPEG, PNG or WebP (checked by content), stored under data_dir/photos.
+    photo_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+
+    @field_validator("patrol_frequency_county", "patrol_frequency_town", "patrol_frequency_village",
+                     "patrol_frequency_grid")
+    @classmethod
+    def _check_patrol_frequency(cls, v: str) -> str:
+        count, _, unit = v.replace(" ", "").partition("/")
+        if not count.isdigit() or int(count) < 1 or unit not in ("week", "dekad", "month", "quarter", "year"):
+            raise ValueError(f"patrol frequency must look like 1/week, 3/month (units week, dekad, month, "
+                             f"quarter, year), got {v!r}")
+        return f"{int(count)}/{unit}"
+    # --- end of the river-chief block ---
 
     @property
     def mqtt(self) -> "MqttEndpoint":

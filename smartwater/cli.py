@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from core.auth import Role
 from core.domain import KINDS
 from core.settings import get_settings
 
@@ -55,6 +56,10 @@ def init(csv: Optional[Path] = typer.Option(None, help="Load stations from this 
         from core.rules import default_rules
 
         typer.echo(f"{registry.upsert_rules(default_rules())} default alert rules loaded")
+    from core.registry import UserRepo
+
+    if not UserRepo(registry.engine).count():
+        typer.echo("no API users yet: add one with `smartwater user add NAME --role admin`")
     store.close()
     registry.close()
 
@@ -334,6 +339,147 @@ def rules_defaults() -> None:
     finally:
         registry.close()
     typer.echo(f"{n} default rules loaded")
+
+
+# -- users and tokens (core/auth.py) ------------------------------------------
+user_app = typer.Typer(no_args_is_help=True, help="API users: add, list, disable. Roles: admin, supervisor, duty, "
+                                                  "chief, viewer.")
+app.add_typer(user_app, name="user")
+
+
+def _fail(message: str, code: int = 2) -> "typer.Exit":
+    typer.secho(message, fg="red", err=True)
+    return typer.Exit(code)
+
+
+def _read_password(from_stdin: bool, username: str) -> str:
+    from core.auth import WeakPassword, check_password
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        if not sys.stdin.isatty():
+            raise _fail("no terminal to ask for the password on: pipe it in with --password-stdin")
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt="Repeat the password")
+    try:
+        check_password(password, username)
+    except WeakPassword as exc:
+        raise _fail(f"password refused: {exc}") from None
+    return password
+
+
+@user_app.command("add")
+def user_add(name: str = typer.Argument(..., help="Login name: 2-64 lowercase letters, digits, '.', '_' or '-'."),
+             role: Role = typer.Option(..., "--role", help="admin, supervisor, duty, chief or viewer."),
+             town: Optional[str] = typer.Option(None, help="Supervisors and chiefs: their town (default: the "
+                                                           "whole district)."),
+             display_name: Optional[str] = typer.Option(None, "--display-name", help="Full name (default: NAME)."),
+             chief_id: Optional[str] = typer.Option(None, "--chief-id", help="Chiefs: their river-chief record id."),
+             password_stdin: bool = typer.Option(False, "--password-stdin",
+                                                 help="Read the password from the first line of stdin instead of "
+                                                      "asking twice.")) -> None:
+    """Create an API user. The password (at least 10 characters) is asked for twice, or read from stdin."""
+    from pydantic import ValidationError
+
+    from core.auth import USERNAME_HELP, new_user, normalise_username, valid_username
+    from core.registry import DuplicateUser, UserRepo
+
+    username = normalise_username(name)
+    if not valid_username(username):
+        raise _fail(f"invalid user name {name!r}: use {USERNAME_HELP}")
+    registry = _open_registry()
+    try:
+        users = UserRepo(registry.engine)
+        if users.get(username) is not None:
+            raise _fail(f"a user named {username!r} exists")
+        password = _read_password(password_stdin, username)
+        try:
+            user = new_user(username, password, role.value, display_name=display_name, town=town, chief_id=chief_id)
+        except ValidationError as exc:
+            raise _fail("cannot add the user: " + "; ".join(_rule_errors(exc))) from None
+        try:
+            user = users.add(user)
+        except DuplicateUser as exc:
+            raise _fail(str(exc)) from None
+    finally:
+        registry.close()
+    where = f" for {user.town}" if user.town else ""
+    typer.echo(f"user {user.username!r} added: {user.role.value}{where}")
+
+
+@user_app.command("list")
+def user_list(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """List the API users (never their password hashes)."""
+    from core.registry import UserRepo
+
+    registry = _open_registry()
+    try:
+        users = UserRepo(registry.engine).list()
+    finally:
+        registry.close()
+    rows = [{"id": u.id, "username": u.username, "display_name": u.display_name, "role": u.role.value,
+             "town": u.town, "chief_id": u.chief_id, "active": u.active, "created_at": u.created_at.isoformat()}
+            for u in users]
+    if as_json:
+        json.dump(rows, sys.stdout, ensure_ascii=False, indent=1)
+        sys.stdout.write("\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "username", "display name", "role", "town", "chief", "active", "created (UTC)")
+    for r in rows:
+        table.add_row(str(r["id"]), r["username"], r["display_name"], r["role"], r["town"] or "(district)",
+                      r["chief_id"] or "", "yes" if r["active"] else "no", r["created_at"][:19])
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    if not rows:
+        typer.echo("no users: add one with `smartwater user add NAME --role admin`", err=True)
+
+
+@user_app.command("disable")
+def user_disable(name: str = typer.Argument(..., help="The user to disable.")) -> None:
+    """Disable a user: no more logins, and their tokens are refused (by a running API within
+    SMARTWATER_AUTH_USER_CACHE_S seconds)."""
+    from core.registry import UserNotFound, UserRepo
+
+    registry = _open_registry()
+    try:
+        user = UserRepo(registry.engine).set_active(name, False)
+    except UserNotFound:
+        raise _fail(f"no user named {name.strip().lower()!r}") from None
+    finally:
+        registry.close()
+    typer.echo(f"user {user.username!r} disabled")
+
+
+@app.command()
+def token(name: str = typer.Argument(..., help="The user the token speaks for."),
+          ttl: Optional[int] = typer.Option(None, "--ttl", min=60, max=30 * 86400,
+                                            help="Lifetime in seconds (default SMARTWATER_TOKEN_TTL_S, 12 h; at "
+                                                 "most 30 days).")) -> None:
+    """Print a bearer token for NAME (for scripts and operators), signed like the API's own.
+
+    Run it where the API's data directory (or SMARTWATER_AUTH_SECRET) is. Only the token goes to stdout."""
+    from core.auth import TokenSigner, load_secret
+    from core.registry import UserRepo
+
+    settings = _settings()
+    registry = _open_registry()
+    try:
+        user = UserRepo(registry.engine).get(name)
+    finally:
+        registry.close()
+    if user is None:
+        raise _fail(f"no user named {name.strip().lower()!r}")
+    if not user.active:
+        raise _fail(f"user {user.username!r} is disabled")
+    try:
+        signer = TokenSigner(load_secret(settings))
+    except (OSError, ValueError) as exc:
+        raise _fail(f"cannot read the token secret: {exc}") from None
+    value, claims = signer.issue(user.username, user.role, ttl or settings.token_ttl_s)
+    typer.echo(value)
+    typer.echo(f"token for {user.username} ({user.role.value}), expires {claims.expires_at.isoformat()}", err=True)
 
 
 if __name__ == "__main__":

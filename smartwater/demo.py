@@ -2,12 +2,16 @@
 
 Embedded MQTT broker (amqtt), SQLite under the data directory, ingest, alerts, the API and the
 storm scenario, in one process. With a duration it stops by itself and prints a JSON summary.
+
+The API needs a login like any other: the demo keeps a staff account ``duty`` (role duty) and gives it a new random
+password each run, printed right after the API's address.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import secrets
 import shutil
 
 from pathlib import Path
@@ -15,6 +19,7 @@ from pathlib import Path
 from core.broker import EmbeddedBroker
 from core.logs import kv
 from core.mqtt import wait_for
+from core.registry import Registry, UserRepo
 from core.settings import Settings
 from smartwater.runner import Supervisor, build_stages, open_backends
 
@@ -31,6 +36,26 @@ def demo_settings(base: Settings, broker_url: str, data_dir: Path) -> Settings:
         "tsdb_url": f"sqlite:///{data_dir / 'timeseries.sqlite3'}",
         "db_url": f"sqlite:///{data_dir / 'registry.sqlite3'}",
     })
+
+
+DEMO_USER = "duty"
+
+
+def demo_login(registry: Registry) -> tuple[str, str]:
+    """The demo's staff account: created when missing, given a fresh random password either way (so the printed
+    login always works, also with --keep); (user name, password)."""
+    from core.auth import Role, hash_password, new_user
+
+    users = UserRepo(registry.engine)
+    password = secrets.token_urlsafe(12)  # 16 characters
+    user = users.get(DEMO_USER)
+    if user is None:
+        users.add(new_user(DEMO_USER, password, Role.duty, display_name="Demo duty officer"))
+    else:
+        users.set_password_hash(DEMO_USER, hash_password(password))
+        if not user.active:
+            users.set_active(DEMO_USER, True)
+    return DEMO_USER, password
 
 
 def run_demo(base: Settings, port: int, speed: float, duration: float | None, mqtt_port: int | None = None,
@@ -54,6 +79,7 @@ def run_demo(base: Settings, port: int, speed: float, duration: float | None, mq
         registry.upsert_stations(generate_district(settings.district_seed))
         stations = registry.list_stations()
     start_alert_id = max((a.id for a in registry.list_alerts(limit=1)), default=0)
+    login = demo_login(registry)
 
     stages = build_stages(sup, settings, registry, store, "all", port)
     ingest = stages["ingest"]
@@ -63,6 +89,7 @@ def run_demo(base: Settings, port: int, speed: float, duration: float | None, mq
         sup.start()
         echo(f"Smart-water demo running: API http://127.0.0.1:{port}  (OpenAPI: http://127.0.0.1:{port}/docs)"
              f"  MQTT {broker.url}", flush=True)
+        echo(f"Staff login: {login[0]} / {login[1]}", flush=True)  # POST /api/v1/auth/login with these
         while not sup.stop_requested.is_set() and not sim.done.is_set():
             sup.stop_requested.wait(0.2)
         sim.stop()

@@ -22,6 +22,7 @@ from core.registry import open_registry
 from core.settings import Settings
 from core.timeutil import utcnow
 from core.tsdb import StoreUnavailable, open_store
+from tests.auth_util import auth_headers
 
 UTC = timezone.utc
 T0 = datetime(2026, 6, 28, 0, 0, tzinfo=UTC)
@@ -85,6 +86,7 @@ def settings(tmp_path) -> Settings:
 def client(backends, settings):
     registry, store, _ = backends
     with TestClient(create_app(settings, registry=registry, store=store)) as c:
+        c.headers.update(auth_headers(settings, registry))  # an admin: the API needs a token (tests/test_auth.py)
         yield c
 
 
@@ -133,7 +135,8 @@ def test_healthz_degraded_when_store_down(backends, settings):
 
 
 def test_create_app_opens_and_closes_backends_from_settings(backends, settings):
-    with TestClient(create_app(settings)) as c:  # the fixture's files, opened a second time by the app
+    with TestClient(create_app(settings), headers=auth_headers(settings, backends[0])) as c:
+        # the fixture's files, opened a second time by the app
         assert c.get("/healthz").json()["status"] == "ok"
         assert [s["id"] for s in c.get("/api/v1/stations").json()] == ["P1", "R1", "V1"]
 
@@ -443,14 +446,14 @@ def test_ack_alert_twice(client, alert_ids):
     assert [x["id"] for x in client.get("/api/v1/alerts", params={"state": "acknowledged"}).json()] == [aid]
 
 
-def test_ack_without_body_defaults_to_api(client, alert_ids):
+def test_ack_without_body_defaults_to_the_user(client, alert_ids):
     resp = client.post(f"/api/v1/alerts/{alert_ids['yellow']}/ack")
-    assert resp.status_code == 200 and resp.json()["acknowledged_by"] == "api"
+    assert resp.status_code == 200 and resp.json()["acknowledged_by"] == "admin"  # the signed-in user
 
 
-def test_ack_empty_object_defaults_to_api(client, alert_ids):
+def test_ack_empty_object_defaults_to_the_user(client, alert_ids):
     resp = client.post(f"/api/v1/alerts/{alert_ids['yellow']}/ack", json={})
-    assert resp.status_code == 200 and resp.json()["acknowledged_by"] == "api"
+    assert resp.status_code == 200 and resp.json()["acknowledged_by"] == "admin"
 
 
 def test_ack_cleared_alert_stays_cleared(client, alert_ids):
@@ -538,16 +541,18 @@ def test_store_outage_is_503_not_500(backends, settings):
         def latest(self, *a, **k):
             raise StoreUnavailable("connection refused")
 
-    with TestClient(create_app(settings, registry=registry, store=DownStore())) as c:  # type: ignore[arg-type]
+    with TestClient(create_app(settings, registry=registry, store=DownStore()),  # type: ignore[arg-type]
+                    headers=auth_headers(settings, registry)) as c:
         resp = c.get("/api/v1/readings/latest")
     assert resp.status_code == 503 and "unavailable" in resp.json()["detail"]
 
 
 def test_registry_without_schema_is_503_not_500(backends, settings, tmp_path):
-    _, store, _ = backends
+    registry, store, _ = backends
     bare = open_registry(f"sqlite:///{tmp_path}/bare.sqlite3")  # create_schema() never called
     try:
-        with TestClient(create_app(settings, registry=bare, store=store)) as c:
+        with TestClient(create_app(settings, registry=bare, store=store),
+                        headers=auth_headers(settings, registry)) as c:
             resp = c.get("/api/v1/stations")
         assert resp.status_code == 503 and "registry" in resp.json()["detail"]
     finally:
@@ -570,7 +575,8 @@ def test_api_server_serves_over_http_and_frees_port(backends, settings):
         assert server.url == f"http://127.0.0.1:{port}"
         resp = httpx.get(f"{server.url}/healthz", timeout=5)
         assert resp.status_code == 200 and resp.json()["status"] == "ok"
-        assert httpx.get(f"{server.url}/api/v1/stations/R1", timeout=5).json()["name"] == "Shimen Reservoir"
+        assert httpx.get(f"{server.url}/api/v1/stations/R1", headers=auth_headers(settings, registry),
+                         timeout=5).json()["name"] == "Shimen Reservoir"
     finally:
         server.stop()
     with pytest.raises(httpx.TransportError):

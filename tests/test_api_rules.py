@@ -21,6 +21,7 @@ from core.registry import open_registry
 from core.rules import Rule, default_rules
 from core.settings import Settings
 from core.tsdb import open_store
+from tests.auth_util import auth_headers
 
 RULES = "/api/v1/rules"
 ROSTER = "/api/v1/duty-roster"
@@ -62,7 +63,8 @@ def reg(api_settings):
 @pytest.fixture()
 def client(api_settings, reg):
     store = open_store(api_settings.tsdb_url)
-    with TestClient(create_app(api_settings, registry=reg, store=store, stream=False)) as c:
+    with TestClient(create_app(api_settings, registry=reg, store=store, stream=False),
+                    headers=auth_headers(api_settings, reg)) as c:  # an admin (tests/test_auth.py: the roles)
         yield c
     store.close()
 

@@ -18,6 +18,7 @@ from api.stream import AlertStream
 from core.broker import free_port
 from core.domain import Alert
 from core.mqtt import Publisher, wait_for
+from tests.auth_util import auth_headers
 
 STREAM = "/api/v1/alerts/stream"
 T0 = datetime(2026, 6, 28, 6, 5, tzinfo=timezone.utc)
@@ -86,8 +87,9 @@ def _publish(pub: Publisher, payload: dict | bytes, severity: str | None = None)
 
 
 @pytest.fixture()
-def http():
-    with httpx.Client(timeout=httpx.Timeout(10.0)) as c:
+def http(settings, registry):
+    # Every stream needs a token (tests/test_auth.py); settings copies in these tests share the data_dir's secret.
+    with httpx.Client(timeout=httpx.Timeout(10.0), headers=auth_headers(settings, registry)) as c:
         yield c
 
 

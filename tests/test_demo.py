@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import httpx
@@ -16,12 +19,26 @@ from core.mqtt import wait_for
 SMARTWATER = str(Path(sys.executable).with_name("smartwater"))
 
 
-def _get(url: str):
+def _get(url: str, headers: dict | None = None):
     try:
-        r = httpx.get(url, timeout=5)
+        r = httpx.get(url, timeout=5, headers=headers)
         return r.json() if r.status_code == 200 else None
     except httpx.HTTPError:
         return None
+
+
+def _lines(stream) -> "queue.Queue[str | None]":
+    """The lines of a pipe as they come (None at the end), read by a thread: the test needs the login while the
+    demo runs."""
+    q: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            q.put(line)
+        q.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return q
 
 
 def test_demo_serves_data_while_running_and_prints_a_summary(tmp_path):
@@ -31,18 +48,38 @@ def test_demo_serves_data_while_running_and_prints_a_summary(tmp_path):
     proc = subprocess.Popen([SMARTWATER, "demo", "--duration", "40", "--speed", "240", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     base = f"http://127.0.0.1:{port}"
+    stdout, stderr = _lines(proc.stdout), _lines(proc.stderr)  # both drained while the demo runs
     try:
+        head = [stdout.get(timeout=60), stdout.get(timeout=30)]
+        assert all(head), f"the demo stopped early: {head}"
+        login = re.fullmatch(r"Staff login: (\S+) / (\S+)\n", head[1])
+        assert login, head
         assert wait_for(lambda: (_get(f"{base}/healthz") or {}).get("status") == "ok", 30, 0.2)
-        assert len(_get(f"{base}/api/v1/stations") or []) == 40 + 24 + 30 + 1033
-        assert wait_for(lambda: bool(_get(f"{base}/api/v1/readings/latest?kind=rain")), 20, 0.2)
-        assert wait_for(lambda: bool(_get(f"{base}/api/v1/alerts")), 35, 0.5)
-        out, err = proc.communicate(timeout=120)
+        assert httpx.get(f"{base}/api/v1/stations", timeout=5).status_code == 401  # nothing without a login
+        resp = httpx.post(f"{base}/api/v1/auth/login", json={"username": login[1], "password": login[2]}, timeout=10)
+        assert resp.status_code == 200, resp.text
+        assert resp.json()["role"] == "duty"
+        auth = {"Authorization": f"Bearer {resp.json()['access_token']}"}
+        assert len(_get(f"{base}/api/v1/stations", auth) or []) == 40 + 24 + 30 + 1033
+        assert wait_for(lambda: bool(_get(f"{base}/api/v1/readings/latest?kind=rain", auth)), 20, 0.2)
+        assert wait_for(lambda: bool(_get(f"{base}/api/v1/alerts", auth)), 35, 0.5)
+        alert = _get(f"{base}/api/v1/alerts", auth)[0]
+        ack = httpx.post(f"{base}/api/v1/alerts/{alert['id']}/ack", headers=auth, timeout=5)
+        assert ack.status_code == 200, ack.text
+        assert ack.json()["acknowledged_by"] == login[1] and ack.json()["acknowledged_at"] is not None
+        proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()
+    rest, err_lines = [], []
+    while (line := stdout.get(timeout=10)) is not None:
+        rest.append(line)
+    while (line := stderr.get(timeout=10)) is not None:
+        err_lines.append(line)
+    err = "".join(err_lines)
     assert proc.returncode == 0, err[-3000:]
-    lines = out.strip().splitlines()
+    lines = [*head, *rest]
     assert f"http://127.0.0.1:{port}" in lines[0]
     summary = json.loads(lines[-1])
     assert set(summary) == {"readings", "dead_letters", "alerts"}

@@ -17,6 +17,7 @@ from core.mqtt import MqttConsumer, Publisher, wait_for
 from core.payload import encode
 from core.timeutil import utcnow
 from ingest import Ingestor
+from tests.auth_util import auth_headers
 
 
 class WebhookReceiver:
@@ -62,7 +63,8 @@ def pipeline(settings, registry, store, stations):
     for p in parts:
         p.start()
     assert parts[0].wait_connected(10) and parts[1].wait_connected(10)
-    yield {"api": parts[2].url, "hook": hook, "listener": listener, "settings": settings}
+    yield {"api": parts[2].url, "hook": hook, "listener": listener, "settings": settings,
+           "auth": auth_headers(settings, registry, "wang", "duty", display_name="duty officer Wang")}
     for p in reversed(parts):
         p.stop()
     listener.stop()
@@ -70,7 +72,7 @@ def pipeline(settings, registry, store, stations):
 
 
 def test_reading_to_alert_on_the_api(pipeline, store):
-    api = pipeline["api"]
+    api, auth = pipeline["api"], pipeline["auth"]
     pub = Publisher(pipeline["settings"], pipeline["settings"].mqtt_client_prefix + "-rtu").start()
     ts = utcnow().replace(microsecond=0) - timedelta(minutes=1)
     # 11.7 m is above the test river's guaranteed level (11.5 m): a red alert.
@@ -79,7 +81,7 @@ def test_reading_to_alert_on_the_api(pipeline, store):
     pub.stop()
 
     def alerts():
-        return httpx.get(f"{api}/api/v1/alerts", params={"station_id": "RV9001"}).json()
+        return httpx.get(f"{api}/api/v1/alerts", params={"station_id": "RV9001"}, headers=auth).json()
 
     assert wait_for(lambda: len(alerts()) == 1, 15)
     alert = alerts()[0]
@@ -87,11 +89,11 @@ def test_reading_to_alert_on_the_api(pipeline, store):
     assert alert["started_at"] == ts.isoformat()  # data time, not arrival time
 
     assert wait_for(lambda: len(store.latest(station_ids=["RV9001"])) == 2, 10)
-    r = httpx.get(f"{api}/api/v1/stations/RV9001/readings",
+    r = httpx.get(f"{api}/api/v1/stations/RV9001/readings", headers=auth,
                   params={"metric": "water_level_m", "start": (ts - timedelta(hours=1)).isoformat()})
     assert r.status_code == 200
     assert [p["value"] for p in r.json()["points"]] == [11.7]
-    latest = httpx.get(f"{api}/api/v1/readings/latest", params={"kind": "river"}).json()
+    latest = httpx.get(f"{api}/api/v1/readings/latest", params={"kind": "river"}, headers=auth).json()
     assert "11.7" in json.dumps(latest)
 
     # Duty staff are told on both channels, once.
@@ -99,7 +101,8 @@ def test_reading_to_alert_on_the_api(pipeline, store):
     assert [b["severity"] for b in pipeline["hook"].bodies] == ["red"]
     assert [(t, b["station_id"]) for t, b in pipeline["listener"].got] == [("water/alerts/red", "RV9001")]
 
-    ack = httpx.post(f"{api}/api/v1/alerts/{alert['id']}/ack", json={"by": "duty officer Wang"})
+    ack = httpx.post(f"{api}/api/v1/alerts/{alert['id']}/ack", json={"by": "duty officer Wang"}, headers=auth)
     assert ack.status_code == 200 and ack.json()["state"] == "acknowledged"
     assert alerts()[0]["acknowledged_by"] == "duty officer Wang"
-    assert httpx.post(f"{api}/api/v1/alerts/999999/ack").status_code == 404
+    assert httpx.post(f"{api}/api/v1/alerts/999999/ack", headers=auth).status_code == 404
+    assert httpx.post(f"{api}/api/v1/alerts/{alert['id']}/ack").status_code == 401  # no token, no ack

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
+from api.auth import STAFF
 from api.deps import RegistryDep
 from api.errors import invalid
 from api.params import TIME_HELP, parse_time
 from api.schemas import DeadLetterOut
 
-router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
+router = APIRouter(prefix="/dead-letters", tags=["dead letters"], dependencies=[Depends(STAFF)])
 
 MAX_PAGE = 1000
 

@@ -6,8 +6,9 @@ import math
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
+from api.auth import ANY_ROLE
 from api.deps import RegistryDep, StoreDep
 from api.errors import echo, invalid
 from api.params import TIME_HELP, parse_every, parse_time
@@ -17,7 +18,7 @@ from core.domain import METRICS, Kind
 from core.timeutil import utcnow
 from core.tsdb.port import Agg
 
-router = APIRouter(tags=["readings"])
+router = APIRouter(tags=["readings"], dependencies=[Depends(ANY_ROLE)])
 
 DEFAULT_WINDOW = timedelta(hours=24)
 MAX_RANGE = timedelta(days=366)

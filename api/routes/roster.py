@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from pydantic import ValidationError
 
+from api.auth import MANAGERS, STAFF
 from api.deps import RegistryDep
 from api.errors import domain_invalid, echo, invalid, not_found
 from api.params import MAX_TIME, MIN_TIME, TIME_HELP, parse_time
@@ -20,6 +21,8 @@ router = APIRouter(prefix="/duty-roster", tags=["duty roster"])
 UTC = timezone.utc
 ShiftId = Annotated[int, Path(ge=1, le=2**63 - 1, description="shift id")]
 _SHIFT_FIELDS = tuple(n for n in DutyShift.model_fields if n != "id")
+# The roster holds e-mail addresses and phone numbers: duty staff and up read it, supervisors and admins change it.
+_READ, _WRITE = [Depends(STAFF)], [Depends(MANAGERS)]
 
 
 def _utc(name: str, ts: datetime) -> datetime:
@@ -38,7 +41,7 @@ def _utc(name: str, ts: datetime) -> datetime:
 
 
 @router.get("", response_model=list[DutyShiftOut], summary="List shifts, by start time then rank",
-            description=f"All shifts, or with `at` ({TIME_HELP}) only those on duty at that time.")
+            description=f"All shifts, or with `at` ({TIME_HELP}) only those on duty at that time.", dependencies=_READ)
 def list_shifts(
     registry: RegistryDep,
     at: Annotated[str | None, Query(max_length=64, description=f"on duty at this time; {TIME_HELP}")] = None,
@@ -49,7 +52,7 @@ def list_shifts(
 @router.get("/on-duty", response_model=list[DutyShiftOut], summary="Who to notify, in escalation order",
             description="The shifts on duty at `at` (default now) for an alert in `town` at a station of `kind`: "
                         "the matching shifts by rank, the more specific (town and kind) first at equal rank; the "
-                        "fallback shifts when none matches.")
+                        "fallback shifts when none matches.", dependencies=_READ)
 def on_duty(
     registry: RegistryDep,
     at: Annotated[str | None, Query(max_length=64, description=f"default now; {TIME_HELP}")] = None,
@@ -60,7 +63,7 @@ def on_duty(
     return [DutyShiftOut.from_domain(s) for s in registry.on_duty(when, town, kind.value if kind else None)]
 
 
-@router.post("", response_model=DutyShiftOut, status_code=201, summary="Add a shift")
+@router.post("", response_model=DutyShiftOut, status_code=201, summary="Add a shift", dependencies=_WRITE)
 def add_shift(body: Annotated[DutyShiftIn, Body()], registry: RegistryDep) -> DutyShiftOut:  # type: ignore[valid-type]
     data = body.model_dump(exclude_unset=True)  # type: ignore[attr-defined]
     for name in ("starts_at", "ends_at"):
@@ -73,7 +76,7 @@ def add_shift(body: Annotated[DutyShiftIn, Body()], registry: RegistryDep) -> Du
 
 
 @router.delete("/{shift_id}", status_code=204, response_class=Response, summary="Remove a shift",
-               responses={404: {"model": ErrorOut, "description": "no shift with this id"}})
+               responses={404: {"model": ErrorOut, "description": "no shift with this id"}}, dependencies=_WRITE)
 def delete_shift(shift_id: ShiftId, registry: RegistryDep) -> Response:
     if not registry.delete_shift(shift_id):
         not_found("shift", shift_id)

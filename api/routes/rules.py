@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
+from api.auth import MANAGERS, STAFF
 from api.deps import RegistryDep
 from api.errors import conflict, domain_invalid, not_found
 from api.schemas import ErrorOut, RuleIn, RuleOut, RulePatch
@@ -28,6 +29,8 @@ _RULE_ALIASES = {"level": "levels", "windows_h": "levels", "rules apply to": "st
 
 _NOT_FOUND = {404: {"model": ErrorOut, "description": "no rule with this id"}}
 _CONFLICT = {409: {"model": ErrorOut, "description": "another rule has this name"}}
+# Reading rules: duty staff and up; changing them: supervisors and admins.
+_READ, _WRITE = [Depends(STAFF)], [Depends(MANAGERS)]
 
 
 def _validate(data: dict[str, Any]) -> Rule:
@@ -56,7 +59,7 @@ def _save(registry: Registry, rule: Rule, rule_id: int | None) -> RuleOut:
     return RuleOut.from_domain(saved)
 
 
-@router.get("", response_model=list[RuleOut], summary="List rules, by id")
+@router.get("", response_model=list[RuleOut], summary="List rules, by id", dependencies=_READ)
 def list_rules(
     registry: RegistryDep,
     enabled: Annotated[bool | None, Query(description="only enabled (true) or disabled (false) rules")] = None,
@@ -64,12 +67,13 @@ def list_rules(
     return [RuleOut.from_domain(r) for r in registry.list_rules(enabled=enabled)]
 
 
-@router.get("/{rule_id}", response_model=RuleOut, summary="One rule", responses=_NOT_FOUND)
+@router.get("/{rule_id}", response_model=RuleOut, summary="One rule", responses=_NOT_FOUND, dependencies=_READ)
 def get_rule(rule_id: RuleId, registry: RegistryDep) -> RuleOut:
     return RuleOut.from_domain(_get(registry, rule_id))
 
 
-@router.post("", response_model=RuleOut, status_code=201, summary="Create a rule", responses=_CONFLICT)
+@router.post("", response_model=RuleOut, status_code=201, summary="Create a rule", responses=_CONFLICT,
+             dependencies=_WRITE)
 def create_rule(body: Annotated[RuleIn, Body()], registry: RegistryDep) -> RuleOut:  # type: ignore[valid-type]
     rule = _validate(body.model_dump(exclude_unset=True))  # type: ignore[attr-defined]
     return _save(registry, rule, None)
@@ -77,7 +81,7 @@ def create_rule(body: Annotated[RuleIn, Body()], registry: RegistryDep) -> RuleO
 
 @router.put("/{rule_id}", response_model=RuleOut, summary="Replace a rule",
             description="The body is the whole rule; fields left out take their defaults.",
-            responses={**_NOT_FOUND, **_CONFLICT})
+            responses={**_NOT_FOUND, **_CONFLICT}, dependencies=_WRITE)
 def replace_rule(rule_id: RuleId, body: Annotated[RuleIn, Body()],  # type: ignore[valid-type]
                  registry: RegistryDep) -> RuleOut:
     _get(registry, rule_id)  # an unknown id is a 404 before the rule's cross-field checks run
@@ -88,7 +92,7 @@ def replace_rule(rule_id: RuleId, body: Annotated[RuleIn, Body()],  # type: igno
 @router.patch("/{rule_id}", response_model=RuleOut, summary="Change some fields of a rule",
               description='E.g. `{"enabled": false}`. Each field given replaces the stored value (`levels` and '
                           '`params` as a whole); the merged rule is then validated like a new one.',
-              responses={**_NOT_FOUND, **_CONFLICT})
+              responses={**_NOT_FOUND, **_CONFLICT}, dependencies=_WRITE)
 def patch_rule(rule_id: RuleId, body: Annotated[RulePatch, Body()],  # type: ignore[valid-type]
                registry: RegistryDep) -> RuleOut:
     stored = _get(registry, rule_id)
@@ -97,7 +101,7 @@ def patch_rule(rule_id: RuleId, body: Annotated[RulePatch, Body()],  # type: ign
 
 
 @router.delete("/{rule_id}", status_code=204, response_class=Response, summary="Delete a rule",
-               responses=_NOT_FOUND)
+               responses=_NOT_FOUND, dependencies=_WRITE)
 def delete_rule(rule_id: RuleId, registry: RegistryDep) -> Response:
     try:
         registry.delete_rule(rule_id)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
+from api.auth import ANY_ROLE
 from api.deps import RegistryDep
 from api.errors import not_found
 from api.params import STATION_ID_RE
@@ -13,7 +14,7 @@ from api.schemas import ErrorOut, StationDetail, StationOut
 from core.domain import Kind, Station
 from core.registry import Registry
 
-router = APIRouter(prefix="/stations", tags=["stations"])
+router = APIRouter(prefix="/stations", tags=["stations"], dependencies=[Depends(ANY_ROLE)])
 
 
 def lookup_station(registry: Registry, station_id: str) -> Station:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated, AsyncIterator
+import time
+from typing import Annotated, AsyncIterator, Callable
 
 import anyio
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from api.auth import ANY_ROLE_STREAM, Principal, get_auth
 from api.schemas import ErrorOut
 from api.stream import AlertStream, StreamClient
 from core.domain import Severity
@@ -33,6 +35,9 @@ data: {"event": "raised", "id": 17, "station_id": "RS0001", "severity": "red", "
 * Notifications are live only: nothing is replayed on reconnect; fetch `GET /api/v1/alerts` for the state.
 * A client that reads too slowly loses the oldest queued notifications; it is then sent
   `event: overflow` with `data: {"dropped": N}` (the total lost so far) — refetch the alert list.
+* Needs a token like every endpoint; since a browser's `EventSource` cannot send headers, `?access_token=<token>`
+  is accepted here as well. When the token expires (or the account is disabled) the server sends `event: expired`
+  (`data: {"reason": "token expired"}`) and ends the stream: log in again and reconnect with the new token.
 """
 
 
@@ -65,20 +70,40 @@ class EventStreamResponse(StreamingResponse):
                     await aclose()
 
 
-async def _events(stream: AlertStream, severities: list[str] | None) -> AsyncIterator[str]:
+ACCOUNT_CHECK_S = 60.0  # how often an open stream checks that its user is still active
+
+
+async def _events(stream: AlertStream, severities: list[str] | None, expires_at: float | None = None,
+                  still_allowed: Callable[[], bool] | None = None) -> AsyncIterator[str]:
+    """``expires_at``: the token's expiry (epoch seconds); ``still_allowed``: is the account still active (run in a
+    thread about every ACCOUNT_CHECK_S). When either fails the stream ends with ``event: expired``."""
     # The client is registered here, not in the endpoint: a generator that never starts never runs its finally.
     client: StreamClient = stream.open_client(severities)
     getter: asyncio.Future[str | None] | None = None
     reported_drops = 0
+    checked = time.monotonic()
     try:
         yield ": connected\n\n"
         while True:
             if getter is None:
                 getter = asyncio.ensure_future(client.queue.get())
+            timeout = stream.keepalive_s
+            if expires_at is not None:
+                left = expires_at - time.time()
+                if left <= 0:
+                    yield f"event: expired\ndata: {json.dumps({'reason': 'token expired'})}\n\n"
+                    return
+                timeout = min(timeout, left)
+            if still_allowed is not None and time.monotonic() - checked >= ACCOUNT_CHECK_S:
+                checked = time.monotonic()
+                if not await asyncio.to_thread(still_allowed):
+                    yield f"event: expired\ndata: {json.dumps({'reason': 'account disabled'})}\n\n"
+                    return
             # asyncio.wait (not wait_for) so a timeout never cancels a get that already took an item.
-            done, _ = await asyncio.wait({getter}, timeout=stream.keepalive_s)
+            done, _ = await asyncio.wait({getter}, timeout=timeout)
             if not done:
-                yield ": keepalive\n\n"
+                if expires_at is None or expires_at > time.time():
+                    yield ": keepalive\n\n"
                 continue
             item, getter = getter.result(), None
             if item is None:  # the server is shutting down
@@ -104,6 +129,7 @@ async def _events(stream: AlertStream, severities: list[str] | None) -> AsyncIte
                              "description": "the alert stream is not enabled on this server, or has too many clients"}})
 async def alert_stream(
     request: Request,
+    user: Annotated[Principal, Depends(ANY_ROLE_STREAM)],
     severity: Annotated[list[Severity] | None, Query(description="only these severities (repeatable)")] = None,
 ) -> EventStreamResponse:
     stream: AlertStream | None = getattr(request.app.state, "alert_stream", None)
@@ -114,4 +140,14 @@ async def alert_stream(
                             headers={"Retry-After": "30"})
     severities = [s.value for s in severity] if severity else None
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no buffering in nginx and friends
-    return EventStreamResponse(_events(stream, severities), headers=headers)
+    auth = get_auth(request)
+
+    def still_allowed() -> bool:
+        try:
+            account = auth.user(user.username)
+        except Exception:  # the registry is unreachable: keep serving, check again later
+            return True
+        return account is not None and account.active
+
+    return EventStreamResponse(_events(stream, severities, expires_at=float(user.token.exp),
+                                       still_allowed=still_allowed), headers=headers)

@@ -1,5 +1,8 @@
-"""The registry DB (stations, dead letters, alerts): SQLite by default, PostgreSQL on servers."""
+"""The registry DB (stations, dead letters, alerts, rules, roster, users): SQLite by default, PostgreSQL on servers."""
 
 from core.registry.repo import AlertNotFound, DuplicateRule, Registry, RuleNotFound, open_registry
+import core.patrols.tables  # noqa: E402,F401  - registers the river-chief tables on the metadata
+from core.registry.users import DuplicateUser, UserNotFound, UserRepo  # also puts `users` on the shared MetaData
 
-__all__ = ["AlertNotFound", "DuplicateRule", "Registry", "RuleNotFound", "open_registry"]
+__all__ = ["AlertNotFound", "DuplicateRule", "DuplicateUser", "Registry", "RuleNotFound", "UserNotFound", "UserRepo",
+           "open_registry"]

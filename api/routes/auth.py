@@ -1,0 +1,74 @@
+"""Logging in (the one public write) and who am I."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, HTTPException, Request
+
+from api.auth import ANY_ROLE, Auth, Principal, get_auth
+from api.schemas import ErrorOut, LoginIn, MeOut, TokenOut
+from core.auth import (burn_password_check, hash_password, needs_rehash, normalise_username, valid_username,
+                       verify_password)
+from core.logs import kv
+
+log = logging.getLogger("api.auth")
+
+public = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+_BAD_LOGIN = "invalid username or password"
+
+
+def _client(request: Request) -> str:
+    # The peer address. Behind a reverse proxy every client shares the proxy's address: run uvicorn with
+    # --proxy-headers / --forwarded-allow-ips so that this is the real client.
+    return request.client.host if request.client else "unknown"
+
+
+@public.post("/login", response_model=TokenOut, summary="Log in: a bearer token for the API",
+             description="Exchanges a user name and password for a bearer token (`expires_at`, default 12 h). "
+                         "Wrong credentials, unknown and disabled users all get the same 401. After "
+                         "`SMARTWATER_LOGIN_MAX_FAILURES` (5) failures for one user name from one address within "
+                         "`SMARTWATER_LOGIN_FAILURE_WINDOW_S` (300 s), further attempts get 429 with `Retry-After` "
+                         "until the oldest failure ages out (ten times as many per address across all names).",
+             responses={401: {"model": ErrorOut, "description": "wrong user name or password"},
+                        429: {"model": ErrorOut, "description": "too many failed logins; see Retry-After"}})
+def login(request: Request, body: Annotated[LoginIn, Body()], auth: Annotated[Auth, Depends(get_auth)]) -> TokenOut:
+    username = normalise_username(body.username)
+    client = _client(request)
+    shown = username if valid_username(username) else repr(username)  # no raw input in the logs
+    keys = auth.limiter.keys(username, client)
+    wait, stamp = auth.limiter.attempt(keys)  # counted as a failure until it proves otherwise
+    if wait > 0:
+        log.warning("login refused: too many failures", extra=kv(user=shown, client=client))
+        retry = max(1, math.ceil(wait))
+        raise HTTPException(status_code=429, detail=f"too many failed logins: try again in {retry} s",
+                            headers={"Retry-After": str(retry)})
+    try:
+        user = auth.users.get(username)
+        if user is None:
+            burn_password_check(body.password)  # as slow as a real check: timing must not reveal valid names
+            ok = False
+        else:
+            ok = verify_password(body.password, user.password_hash) and user.active
+    except Exception:  # the registry is down: no verdict, so no failure either
+        auth.limiter.undo(keys, stamp)
+        raise
+    if not ok or user is None:
+        log.warning("login failed", extra=kv(user=shown, client=client))
+        raise HTTPException(status_code=401, detail=_BAD_LOGIN, headers={"WWW-Authenticate": "Bearer"})
+    auth.limiter.success(keys, stamp)
+    if needs_rehash(user.password_hash):  # hashed with older parameters: upgrade while we know the password
+        user = auth.users.set_password_hash(user.username, hash_password(body.password))
+    token, claims = auth.issue(user)
+    log.info("login", extra=kv(user=user.username, role=user.role.value, client=client))
+    return TokenOut(access_token=token, token_type="bearer", expires_at=claims.expires_at, role=user.role)
+
+
+@router.get("/me", response_model=MeOut, summary="The signed-in user")
+def me(user: Annotated[Principal, Depends(ANY_ROLE)]) -> MeOut:
+    return MeOut(username=user.username, display_name=user.display_name, role=user.role, town=user.town,
+                 chief_id=user.chief_id, token_expires_at=user.token.expires_at)
