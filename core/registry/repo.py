@@ -47,13 +47,17 @@ def _normalise_db_url(url: str) -> str:
 def open_registry(url: str) -> "Registry":
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(_normalise_db_url(url), pool_pre_ping=True)
+    sqlite = url.startswith("sqlite")
+    engine = create_engine(_normalise_db_url(url), pool_pre_ping=True,
+                           connect_args={"timeout": 30} if sqlite else {})
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _rec: Any) -> None:
             cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
+            # The timeout first: switching a fresh file to WAL takes an exclusive lock, and processes
+            # starting together must wait for it rather than fail with "database is locked".
             cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
     return Registry(engine)
