@@ -17,6 +17,7 @@ from typing import Any, Iterable
 from pydantic import ValidationError
 
 from core.domain import FloodLimitPeriod, Kind, Station
+from simulators.csvfile import csv_records
 
 DEFAULT_SEED = 20260628
 
@@ -328,35 +329,20 @@ def _station_from_row(row: dict[str, str]) -> Station:
 def load_stations_csv(path: str | Path) -> list[Station]:
     """Read stations written by write_stations_csv (or by hand). Row numbers in errors count the header as 1."""
     path = Path(path)
-    # utf-8-sig: spreadsheets save Chinese CSV with a byte-order mark.
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = [h.strip() for h in next(reader, [])]
-        unknown = [h for h in header if h not in FIELDS]
-        missing = [h for h in _REQUIRED if h not in header]
-        if unknown or missing:
-            raise ValueError(f"{path}: row 1 (header): " +
-                             "; ".join(x for x in (unknown and f"unknown columns {unknown}",
-                                                   missing and f"missing columns {missing}") if x))
-        stations: list[Station] = []
-        seen: dict[str, int] = {}
-        # Records, not lines, blank ones included: the numbers a spreadsheet shows (a quoted cell may span lines).
-        for n, cells in enumerate(reader, start=2):
-            if not any(c.strip() for c in cells):
-                continue
-            if len(cells) > len(header):
-                raise ValueError(f"{path}: row {n}: {len(cells)} cells for {len(header)} header columns")
-            row = dict(zip(header, cells))
-            try:
-                station = _station_from_row(row)
-            except ValidationError as exc:
-                detail = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
-                raise ValueError(f"{path}: row {n} (station {row.get('id')!r}): {detail}") from None
-            except ValueError as exc:
-                raise ValueError(f"{path}: row {n} (station {row.get('id')!r}): {exc}") from None
-            if station.id in seen:
-                raise ValueError(f"{path}: row {n}: duplicate station id {station.id!r} "
-                                 f"(first in row {seen[station.id]})")
-            seen[station.id] = n
-            stations.append(station)
+    stations: list[Station] = []
+    seen: dict[str, int] = {}
+    for n, header, cells in csv_records(path, FIELDS, _REQUIRED):
+        row = dict(zip(header, cells))
+        try:
+            station = _station_from_row(row)
+        except ValidationError as exc:
+            detail = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"{path}: row {n} (station {row.get('id')!r}): {detail}") from None
+        except ValueError as exc:
+            raise ValueError(f"{path}: row {n} (station {row.get('id')!r}): {exc}") from None
+        if station.id in seen:
+            raise ValueError(f"{path}: row {n}: duplicate station id {station.id!r} "
+                             f"(first in row {seen[station.id]})")
+        seen[station.id] = n
+        stations.append(station)
     return stations

@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from core.domain import Kind
 from core.patrols.geometry import Projection, haversine_m, river_feature
 from core.patrols.models import Chief, Level, River, Segment
+from simulators.csvfile import csv_records
 from simulators.district import DEFAULT_SEED, RIVERS, TOWNS, _FEATURES, _SURNAMES, generate_district
 
 # The district's bounding box (design brief: 36.25–36.65 N, 120.25–120.85 E), kept a little inside.
@@ -387,41 +388,29 @@ def load_chiefs_csv(path: str | Path, segment_ids: Iterable[str] | None = None) 
     unknown segments are errors too."""
     path = Path(path)
     known = set(segment_ids) if segment_ids is not None else None
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        reader = csv.reader(fh)
-        header = [h.strip().lower() for h in next(reader, [])]
-        missing = [h for h in _CHIEF_REQUIRED if h not in header]
-        unknown = [h for h in header if h not in CHIEF_FIELDS]
-        if missing or unknown:
-            raise ValueError(f"{path}: row 1 (header): " + "; ".join(
-                x for x in (missing and f"missing columns {missing}", unknown and f"unknown columns {unknown}") if x))
-        chiefs: list[Chief] = []
-        seen: dict[str, int] = {}
-        for n, cells in enumerate(reader, start=2):
-            if not any(c.strip() for c in cells):
-                continue
-            if len(cells) > len(header):
-                raise ValueError(f"{path}: row {n}: {len(cells)} cells for {len(header)} header columns")
-            row = {k: (v or "").strip() for k, v in zip(header, cells)}
-            label = f"{path}: row {n} (chief {row.get('name')!r})"
-            segs = [s.strip() for s in row.get("segment_ids", "").split(";") if s.strip()]
-            if known is not None:
-                bad = [s for s in segs if s not in known]
-                if bad:
-                    raise ValueError(f"{label}: unknown segment(s) {bad}")
-            data: dict[str, Any] = {"name": row.get("name", ""), "level": row.get("level", "").lower(),
-                                    "town": row.get("town") or None, "village": row.get("village") or None,
-                                    "segment_ids": segs, "user_id": row.get("user_id") or None}
-            if data["level"] not in {lv.value for lv in Level}:
-                raise ValueError(f"{label}: level {row.get('level')!r} is not one of county, town, village, grid")
-            data["id"] = row.get("id") or chief_id_for(data["level"], data["town"], data["village"], data["name"])
-            try:
-                chief = Chief.model_validate(data)
-            except ValidationError as exc:
-                detail = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'row'}: {e['msg']}" for e in exc.errors())
-                raise ValueError(f"{label}: {detail}") from None
-            if chief.id in seen:
-                raise ValueError(f"{label}: duplicate chief {chief.id!r} (first in row {seen[chief.id]})")
-            seen[chief.id] = n
-            chiefs.append(chief)
+    chiefs: list[Chief] = []
+    seen: dict[str, int] = {}
+    for n, header, cells in csv_records(path, CHIEF_FIELDS, _CHIEF_REQUIRED, lower=True):
+        row = {k: (v or "").strip() for k, v in zip(header, cells)}
+        label = f"{path}: row {n} (chief {row.get('name')!r})"
+        segs = [s.strip() for s in row.get("segment_ids", "").split(";") if s.strip()]
+        if known is not None:
+            bad = [s for s in segs if s not in known]
+            if bad:
+                raise ValueError(f"{label}: unknown segment(s) {bad}")
+        data: dict[str, Any] = {"name": row.get("name", ""), "level": row.get("level", "").lower(),
+                                "town": row.get("town") or None, "village": row.get("village") or None,
+                                "segment_ids": segs, "user_id": row.get("user_id") or None}
+        if data["level"] not in {lv.value for lv in Level}:
+            raise ValueError(f"{label}: level {row.get('level')!r} is not one of county, town, village, grid")
+        data["id"] = row.get("id") or chief_id_for(data["level"], data["town"], data["village"], data["name"])
+        try:
+            chief = Chief.model_validate(data)
+        except ValidationError as exc:
+            detail = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'row'}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"{label}: {detail}") from None
+        if chief.id in seen:
+            raise ValueError(f"{label}: duplicate chief {chief.id!r} (first in row {seen[chief.id]})")
+        seen[chief.id] = n
+        chiefs.append(chief)
     return chiefs
