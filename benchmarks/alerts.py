@@ -48,8 +48,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable
 
-from benchmarks.ingest import (PUBLISH_WINDOW, REPO, BrokerLog, Waiter, log, proc_cpu, proc_status_kb,
-                               subscribed_re, thread_cpu, thread_split)
+from benchmarks.ingest import (PUBLISH_WINDOW, REPO, BrokerLog, Waiter, environment, log, proc_cpu,
+                               proc_status_kb, subscribed_re, thread_cpu, thread_split)
 from core.domain import METRICS, Kind, Reading, Station
 from core.mqtt import MqttConsumer, Publisher
 from core.payload import encode, topic_for
@@ -102,21 +102,6 @@ def percentile(sorted_values: list[float], p: float) -> float | None:
 def rss_mb(pid: int | None = None) -> float | None:
     kb = proc_status_kb(pid or os.getpid(), "VmRSS")
     return None if kb is None else kb / 1024
-
-
-def environment() -> dict:
-    """CPUs, Python, load, and the code's commit (read-only git; lists uncommitted paths under alerts/ and core/)."""
-    env: dict = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
-    try:
-        git = ["git", "--no-optional-locks", "-C", str(REPO)]
-        env["commit"] = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                       timeout=10).stdout.strip() or None
-        dirty = subprocess.run(git + ["status", "--porcelain", "--", "alerts", "core"], capture_output=True,
-                               text=True, timeout=10).stdout.split("\n")
-        env["uncommitted_in_alerts_core"] = [line[3:] for line in dirty if line.strip()]
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return env
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -762,7 +747,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(json.dumps(res, ensure_ascii=False), flush=True)
     summary = summarize(results)
     summary["elapsed_s"] = round(time.monotonic() - started, 1)
-    summary["environment"] = {**environment(), "loadavg_at_start": load_start,
+    summary["environment"] = {**environment(("alerts", "core")), "loadavg_at_start": load_start,
                               "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
     print(json.dumps(summary, ensure_ascii=False), flush=True)
 

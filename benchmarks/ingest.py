@@ -712,16 +712,17 @@ def aggregate(per_run: list[dict]) -> dict:
     return chosen
 
 
-def environment() -> dict:
-    """What was measured: CPUs, Python, and the code's commit (read-only git; "dirty" lists changed paths)."""
+def environment(watched: tuple[str, ...] = ("ingest", "core")) -> dict:
+    """What was measured: CPUs, Python, and the code's commit (read-only git), with the uncommitted paths
+    under the ``watched`` folders, so a figure taken from a dirty tree says so."""
     env: dict = {"cpus": os.cpu_count(), "python": sys.version.split()[0]}
     try:
-        git = ["git", "-C", str(REPO)]
+        git = ["git", "--no-optional-locks", "-C", str(REPO)]
         env["commit"] = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                        timeout=10).stdout.strip() or None
-        dirty = subprocess.run(git + ["status", "--porcelain", "--", "ingest", "core"], capture_output=True,
+        dirty = subprocess.run(git + ["status", "--porcelain", "--", *watched], capture_output=True,
                                text=True, timeout=10).stdout.split("\n")
-        env["uncommitted_in_ingest_core"] = [line[3:] for line in dirty if line.strip()]
+        env[f"uncommitted_in_{'_'.join(watched)}"] = [line[3:] for line in dirty if line.strip()]
     except (OSError, subprocess.SubprocessError):
         pass
     return env
