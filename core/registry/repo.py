@@ -11,8 +11,9 @@ from sqlalchemy import create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from core.domain import OPEN_ALERT_STATES, Alert, AlertState, DeadLetter, DutyShift, Station
-from core.rules import Rule
 from core.registry import tables as t
+from core.rules import Rule
+from core.sqlite_wal import switch_to_wal
 from core.timeutil import utcnow
 
 UTC = timezone.utc
@@ -54,10 +55,8 @@ def open_registry(url: str) -> "Registry":
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _rec: Any) -> None:
             cur = dbapi_conn.cursor()
-            # The timeout first: switching a fresh file to WAL takes an exclusive lock, and processes
-            # starting together must wait for it rather than fail with "database is locked".
             cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA journal_mode=WAL")
+            switch_to_wal(cur)
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
     return Registry(engine)

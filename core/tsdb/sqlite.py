@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from core.domain import Reading
+from core.sqlite_wal import switch_to_wal
 from core.timeutil import from_ms, to_ms
 from core.tsdb.port import AGGS, Agg, StoreUnavailable
 
@@ -45,7 +46,7 @@ class SQLiteStore:
         self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
         self._lock = threading.RLock()
         with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
+            switch_to_wal(self._conn)
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
 
