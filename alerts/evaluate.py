@@ -5,9 +5,8 @@ threshold behind it. Pure functions of the rule, the station and its windows."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from alerts.windows import HOUR_MS, SeriesWindow
 from core.domain import Station
@@ -15,8 +14,7 @@ from core.rules import Rule, RuleType
 from core.timeutil import to_ms
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):  # a tuple: made for almost every reading, and cheaper to build than a dataclass
     raw: str | None
     hold: str | None
     value: float
@@ -61,16 +59,25 @@ REF_NAMES = {"reservoir": ("flood-limit level", "design flood level (less margin
              "river": ("warning level", "guaranteed level")}
 
 
+def rule_levels(rule: Rule) -> list[tuple[str, float | None]]:
+    """(severity, value) of the rule's levels, ascending."""
+    return [(lv.severity.value, lv.value) for lv in rule.levels]
+
+
 def evaluate_point(rule: Rule, st: Station, ts: datetime, value: float, series: SeriesWindow | None,
-                   tz: tzinfo, design_margin_m: float) -> Verdict | None:
-    """Threshold, reference-level, rate-of-rise, spike and stuck rules on one reading. None: not enough data."""
+                   tz: tzinfo, design_margin_m: float, *, t_ms: int | None = None,
+                   levels: list[tuple[str, float | None]] | None = None) -> Verdict | None:
+    """Threshold, reference-level, rate-of-rise, spike and stuck rules on one reading. None: not enough data.
+    ``t_ms`` (to_ms(ts)) and ``levels`` (rule_levels(rule)) may be passed by a caller that already has them."""
     above = rule.direction == "above"
-    if rule.type == RuleType.threshold:
-        levels = [(lv.severity.value, lv.value) for lv in rule.levels]
+    rt = rule.type
+    if rt == RuleType.threshold:
+        if levels is None:
+            levels = rule_levels(rule)
         raw, hold, thr = graded(levels, value, above, rule.hysteresis)
         rel = "above" if above else "below"
         return Verdict(raw, hold, value, thr, f"{st.name}: {rule.metric} {value:g} {rel} {thr:g}" if raw else "")
-    if rule.type == RuleType.reference_level:
+    if rt == RuleType.reference_level:
         levels = reference_thresholds(rule, st, ts, tz, design_margin_m)
         raw, hold, thr = graded(levels, value, True, rule.hysteresis)
         msg = ""
@@ -81,44 +88,57 @@ def evaluate_point(rule: Rule, st: Station, ts: datetime, value: float, series: 
         return Verdict(raw, hold, value, thr, msg)
     if series is None:
         return None
-    t = to_ms(ts)
-    if rule.type == RuleType.rate_of_rise:
+    t = to_ms(ts) if t_ms is None else t_ms
+    if levels is None:
+        levels = rule_levels(rule)
+    if rt == RuleType.rate_of_rise:
         window_ms = int(float(rule.params["window_h"]) * HOUR_MS)
         first = series.first_since(t - window_ms)
         if first is None or t - first[0] < window_ms / 2:
             return None  # too little history to call it a rate
         rate = (value - first[1]) / ((t - first[0]) / HOUR_MS)
-        raw, hold, thr = graded([(lv.severity.value, lv.value) for lv in rule.levels], rate, True, rule.hysteresis)
+        raw, hold, thr = graded(levels, rate, True, rule.hysteresis)
         return Verdict(raw, hold, round(rate, 4), thr,
                        f"{st.name}: {rule.metric} rising {rate:.2f} m/h (≥ {thr:g} m/h)" if raw else "")
-    if rule.type == RuleType.spike:
+    if rt == RuleType.spike:
         prev = series.before(t)
         if prev is None:
             return None
         jump = abs(value - prev[1])
-        raw, hold, thr = graded([(lv.severity.value, lv.value) for lv in rule.levels], jump, True, 0.0)
+        raw, hold, thr = graded(levels, jump, True, 0.0)
         return Verdict(raw, raw, jump, thr,
                        f"{st.name}: {rule.metric} jumped by {jump:g} between readings (data quality)" if raw else "")
-    if rule.type == RuleType.stuck:
+    if rt == RuleType.stuck:
         n = int(rule.params["count"])
-        last = series.last(n)
-        stuck = len(last) == n and bool((last == last[0]).all())
+        last = series.last(n).tolist()
+        stuck = len(last) == n and all(x == last[0] for x in last)
         sev = rule.levels[0].severity.value if stuck else None
         return Verdict(sev, sev, float(value), None,
                        f"{st.name}: {rule.metric} stuck at {value:g} for {n} readings (data quality)" if stuck else "")
     return None
 
 
-def evaluate_rain(rule: Rule, st: Station, sums: dict[int, float], per_station: dict | None = None) -> Verdict:
-    """Rolling rain sums against the rule's levels; any window of a level triggers it."""
-    raw, value, thr, window = None, sums.get(3, 0.0), None, 3
-    for lv in rule.levels:  # ascending severity
+def rain_levels(rule: Rule, per_station: dict | None = None) -> list[tuple[str, list[tuple[int, float]]]]:
+    """(severity, its windows as (hours, mm) by hours) of a rain rule, ascending; a station's own limits
+    (``per_station``: severity → {hours: mm}) replace a level's windows."""
+    out = []
+    for lv in rule.levels:
         windows = lv.windows_h or {}
         if per_station and lv.severity.value in per_station:
             windows = {int(h): float(mm) for h, mm in per_station[lv.severity.value].items()}
-        for h, mm in sorted(windows.items()):
+        out.append((lv.severity.value, sorted(windows.items())))
+    return out
+
+
+def evaluate_rain(rule: Rule, st: Station, sums: dict[int, float], per_station: dict | None = None, *,
+                  levels: list[tuple[str, list[tuple[int, float]]]] | None = None) -> Verdict:
+    """Rolling rain sums against the rule's levels; any window of a level triggers it. ``levels``:
+    rain_levels(rule, per_station), for a caller that keeps it."""
+    raw, value, thr, window = None, sums.get(3, 0.0), None, 3
+    for severity, windows in rain_levels(rule, per_station) if levels is None else levels:  # ascending
+        for h, mm in windows:
             if sums.get(h, 0.0) >= mm:
-                raw, value, thr, window = lv.severity.value, sums[h], mm, h
+                raw, value, thr, window = severity, sums[h], mm, h
                 break
     msg = ""
     if raw:

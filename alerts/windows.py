@@ -30,7 +30,9 @@ class SeriesWindow:
 
     def add(self, ts: datetime, value: float) -> bool:
         """Insert or replace the value at ``ts``; False when it was already there unchanged."""
-        t = to_ms(ts)
+        return self.add_ms(to_ms(ts), value)
+
+    def add_ms(self, t: int, value: float) -> bool:
         n = self._n
         if n == 0 or t > self._last:
             i = n  # the common case: in order
@@ -70,19 +72,31 @@ class SeriesWindow:
         One searchsorted for every window edge and one reduceat over the segments between them,
         instead of a cumulative sum of the whole day on every reading.
         """
+        return self.sums_of(self._ts[:self._n], self._v[:self._n], at_ms, hours)
+
+    @staticmethod
+    def sums_of(ts: np.ndarray, v: np.ndarray, at_ms: int, hours: tuple[int, ...] | list[int]) -> dict[int, float]:
+        """``sums`` over sorted times ``ts`` and their values ``v`` (shared with the matrix rows)."""
         longest_first = sorted(hours, reverse=True)
-        edges = np.array([at_ms - h * HOUR_MS for h in longest_first] + [at_ms], dtype=np.int64)
-        idx = self._ts[:self._n].searchsorted(edges, side="right")
-        lo, hi = idx[:-1], int(idx[-1])
+        edges = [at_ms - h * HOUR_MS for h in longest_first]
+        edges.append(at_ms)
+        idx = ts.searchsorted(edges, side="right").tolist()
+        hi = idx.pop()
+        lo = idx
         if hi == 0:
             return {h: 0.0 for h in hours}
         # A zero sentinel at hi keeps every index valid; reduceat gives a[i] (not 0) for an empty
         # segment, so segments whose start is not before the next one's are masked out.
-        nxt = np.append(lo[1:], hi)
-        seg = np.add.reduceat(np.append(self._v[:hi], 0.0), lo) * (lo < nxt)
-        # seg[k] sums from the k-th window's start to the next one's; window k is the tail from k on.
-        tails = np.cumsum(seg[::-1])[::-1]
-        return {h: float(tails[k]) for k, h in enumerate(longest_first)}
+        seg = np.add.reduceat(np.append(v[:hi], 0.0), lo).tolist()
+        # seg[k] sums from the k-th window's start to the next one's; window k is the tail from k on, added up
+        # from the shortest window outwards (as a cumulative sum would, in Python floats: this runs per reading).
+        tails = [0.0] * len(lo)
+        acc = None
+        for k in range(len(lo) - 1, -1, -1):
+            s = seg[k] * (1.0 if lo[k] < (lo[k + 1] if k + 1 < len(lo) else hi) else 0.0)
+            acc = s if acc is None else acc + s
+            tails[k] = acc
+        return dict(zip(longest_first, tails))
 
     def first_since(self, since_ms: int) -> tuple[int, float] | None:
         """The oldest point at or after ``since_ms``."""

@@ -68,11 +68,12 @@ def test_rate_of_rise_stuck_and_spike(settings, registry, stations):
     (rise,) = alerts_of(registry, "river_rise")
     assert rise.severity == "yellow" and rise.value == pytest.approx(0.8, abs=0.01)
     assert alerts_of(registry, "river_level") == []
-    # reservoir level stuck for 12 readings: a data-quality alert
-    for i in range(12):
+    # reservoir level stuck for 12 readings and still 22 h later (calm reservoirs sit still for hours): data quality
+    for i in range(12 + 22 * 6):
         eng.process([rd("RS9001", "reservoir", "water_level_m", 10 * i, 45.25)])
+        assert alerts_of(registry, "level_stuck") == [] or i == 12 + 22 * 6 - 1
     assert [a.severity for a in alerts_of(registry, "level_stuck")] == ["blue"]
-    eng.process([rd("RS9001", "reservoir", "water_level_m", 130, 45.26)])
+    eng.process([rd("RS9001", "reservoir", "water_level_m", 10 * (12 + 22 * 6), 45.26)])
     assert alerts_of(registry, "level_stuck")[0].state == "cleared"
     # turbidity jumping by 25 NTU between readings
     eng.process([rd("VW9001", "village_water", "turbidity_ntu", 0, 0.3),

@@ -44,7 +44,7 @@ from core.timeutil import to_ms, utcnow
 from core.tsdb import StoreUnavailable, open_store
 from ingest import Ingestor
 from tests.conftest import TEST_STATIONS
-from tests.servers import InfluxServer
+from tests.servers import InfluxServer, stop_process
 
 # ---------------------------------------------------------------------------------------------------------
 # Streams of single-reading messages with a known expected content
@@ -214,15 +214,7 @@ class IngestProcess:
         assert self.proc.wait(10) == -signal.SIGKILL
 
     def terminate(self) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.terminate()
-        try:
-            return self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            return None
+        return None if self.proc is None else stop_process(self.proc, 30)
 
     def stderr(self) -> str:
         return "\n".join(f"--- run {p.name}\n{p.read_text(errors='replace')[-3000:]}"
