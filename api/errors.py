@@ -8,10 +8,13 @@ import sqlite3
 from typing import Any, Iterable, Mapping, NoReturn
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.formparsers import MultiPartException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.logs import kv
@@ -109,6 +112,36 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     return JSONResponse(status_code=422, content={"detail": detail, "errors": items})
 
 
+# What FastAPI answers, as a bare 400, when it cannot even decode a body it reads as JSON (bytes that are not UTF-8);
+# a JSON syntax error, by contrast, is its 422 json_invalid. Starlette answers a broken multipart form with a bare
+# 400 too (the MultiPartException's message, raised while handling it).
+_UNPARSABLE_BODY = "There was an error parsing the body"
+
+
+def _unparsable_body(exc: StarletteHTTPException) -> tuple[str, str] | None:
+    """What is wrong with a body the framework could not parse, and the error type; None: not such an error."""
+    if exc.status_code != 400:
+        return None
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(cause, MultiPartException):
+        return f"not a valid multipart form: {cause.message}", "multipart_invalid"
+    if exc.detail != _UNPARSABLE_BODY:
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        return "not valid UTF-8: a JSON body must be UTF-8 encoded", "json_invalid"
+    return f"could not be parsed ({type(cause).__name__ if cause else 'malformed'})", "body_invalid"
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Any:
+    """FastAPI's own handling, except that an unparsable body becomes the API's readable 422 like any bad input."""
+    problem = _unparsable_body(exc)
+    if problem is not None:
+        msg, kind = problem
+        return JSONResponse(status_code=422, content={"detail": f"request body: {msg}",
+                                                      "errors": [{"loc": ["body"], "msg": msg, "type": kind}]})
+    return await http_exception_handler(request, exc)
+
+
 async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("time-series store unavailable", extra=kv(path=request.url.path, error=str(exc)))
     return JSONResponse(status_code=503, content={"detail": "time-series store unavailable, try again later"})
@@ -154,6 +187,7 @@ class CatchAllMiddleware:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(StoreUnavailable, _store_unavailable)
     # The SQLite store's read paths raise sqlite3 errors as they are ("database is locked").
     app.add_exception_handler(sqlite3.OperationalError, _store_unavailable)

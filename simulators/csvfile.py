@@ -6,6 +6,8 @@ import csv
 from pathlib import Path
 from typing import Collection, Iterator
 
+from pydantic import ValidationError
+
 
 def csv_records(path: str | Path, fields: Collection[str], required: Collection[str], *,
                 lower: bool = False) -> Iterator[tuple[int, list[str], list[str]]]:
@@ -28,3 +30,9 @@ def csv_records(path: str | Path, fields: Collection[str], required: Collection[
             if len(cells) > len(header):
                 raise ValueError(f"{path}: row {n}: {len(cells)} cells for {len(header)} header columns")
             yield n, header, cells
+
+
+def validation_detail(exc: ValidationError, top: str = "") -> str:
+    """A pydantic error on one line for an operator, ``field.sub: reason; …``; ``top`` names an error of the
+    whole object (empty location)."""
+    return "; ".join(f"{'.'.join(str(x) for x in e['loc']) or top}: {e['msg']}" for e in exc.errors())

@@ -179,10 +179,13 @@ def _rollup(key: str | None, rows: Sequence[ChiefCompliance]) -> Rollup:
 
 
 def build_compliance(chiefs: Iterable[Any], counts: Mapping[str, tuple[int, int]], start: datetime, end: datetime,
-                     tz: tzinfo, frequencies: Mapping[str, Frequency] = DEFAULT_FREQUENCIES) -> ComplianceReport:
+                     tz: tzinfo, frequencies: Mapping[str, Frequency] = DEFAULT_FREQUENCIES,
+                     as_of: datetime | None = None) -> ComplianceReport:
     """Pure: ``chiefs`` are rows/objects with id, name, level, town, village; ``counts`` maps a chief id to
-    (finished patrols, valid patrols) started in ``[start, end)``."""
-    required = {lvl: required_patrols(f, start, end, tz) for lvl, f in frequencies.items()}
+    (finished patrols, valid patrols) started in ``[start, end)``. ``as_of`` (now): only the periods that have
+    ended by then are due, so in the middle of a month nobody is marked down for the weeks still to come."""
+    due_end = end if as_of is None else max(start, min(end, as_of))
+    required = {lvl: required_patrols(f, start, due_end, tz) for lvl, f in frequencies.items()}
     rows: list[ChiefCompliance] = []
     for c in chiefs:
         level = c.level.value if hasattr(c.level, "value") else c.level

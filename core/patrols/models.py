@@ -96,7 +96,6 @@ class Chief(BaseModel):
     town: str | None = Field(default=None, max_length=100)  # None only for county chiefs
     village: str | None = Field(default=None, max_length=200)
     segment_ids: list[Id] = Field(default_factory=list)
-    user_id: int | None = None  # the login account (users.id), when the chief has one
 
     @model_validator(mode="after")
     def _place(self) -> "Chief":
@@ -186,7 +185,7 @@ class AssigneeKind(str, enum.Enum):
 
 class IssueEvent(BaseModel):
     id: int | None = None
-    event: str  # found | assigned | rectified | review_passed | review_failed
+    event: str  # found | assigned | rectified | review_passed | review_failed | overdue_notified
     at: UtcTime
     by: str | None = None
     from_state: IssueState | None = None

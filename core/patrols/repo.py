@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import case, delete, func, insert, select, update
+from sqlalchemy import and_, case, delete, func, insert, not_, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from core.patrols import tables as t
@@ -97,6 +97,8 @@ def _row(row: Any, times: Sequence[str] = ()) -> dict[str, Any]:
     return m
 
 
+# The history event that records an overdue notification (not a state change: from and to are the same).
+OVERDUE_EVENT = "overdue_notified"
 _PATROL_TIMES = ("started_at", "finished_at")
 _ISSUE_TIMES = ("found_at", "first_assigned_at", "assigned_at", "first_deadline", "deadline", "rectified_at",
                 "reviewed_at", "closed_at")
@@ -237,12 +239,6 @@ class PatrolRepo:
                 raise NotFound("chief", chief_id)
             segs = self._segment_ids(conn, [chief_id])[chief_id]
         return Chief.model_validate({**dict(r._mapping), "segment_ids": segs})
-
-    def chief_for_user(self, user_id: int) -> Chief | None:
-        """The chief a login account belongs to (for object-level authorization in the API)."""
-        with self.engine.connect() as conn:
-            cid = conn.scalar(select(t.river_chiefs.c.id).where(t.river_chiefs.c.user_id == user_id))
-        return self.get_chief(cid) if cid else None
 
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
@@ -577,17 +573,28 @@ class PatrolRepo:
 
     def list_issues(self, state: str | None = None, town: str | None = None, category: str | None = None,
                     found_by: str | None = None, assignee: str | None = None, start: datetime | None = None,
-                    end: datetime | None = None, limit: int = 100, offset: int = 0) -> list[Issue]:
-        """Issues (without history) found in ``[start, end)``, newest first."""
-        q = select(t.issues).order_by(t.issues.c.found_at.desc(), t.issues.c.id.desc()).limit(limit).offset(offset)
-        for col, v in ((t.issues.c.state, state), (t.issues.c.town, town), (t.issues.c.category, category),
-                       (t.issues.c.found_by, found_by), (t.issues.c.assignee, assignee)):
+                    end: datetime | None = None, limit: int = 100, offset: int = 0, involving: str | None = None,
+                    overdue: bool | None = None, at: datetime | None = None) -> list[Issue]:
+        """Issues (without history) found in ``[start, end)``, newest first.
+
+        ``involving``: only issues that chief found or that are assigned to them (``assignee`` is their id).
+        ``overdue``: only issues past their deadline at ``at`` (default now), or only those that are not.
+        """
+        i = t.issues.c
+        q = select(t.issues).order_by(i.found_at.desc(), i.id.desc()).limit(limit).offset(offset)
+        for col, v in ((i.state, state), (i.town, town), (i.category, category), (i.found_by, found_by),
+                       (i.assignee, assignee)):
             if v:
                 q = q.where(col == v)
+        if involving is not None:
+            q = q.where(or_(i.found_by == involving, i.assignee == involving))
+        if overdue is not None:
+            late = and_(i.state == IssueState.assigned.value, i.deadline < (_utc(at, "at") or utcnow()))
+            q = q.where(late if overdue else not_(late))
         if start:
-            q = q.where(t.issues.c.found_at >= _utc(start))
+            q = q.where(i.found_at >= _utc(start))
         if end:
-            q = q.where(t.issues.c.found_at < _utc(end))
+            q = q.where(i.found_at < _utc(end))
         with self.engine.connect() as conn:
             return [Issue.model_validate(_row(r, _ISSUE_TIMES)) for r in conn.execute(q)]
 
@@ -604,34 +611,66 @@ class PatrolRepo:
         with self.engine.connect() as conn:
             return [Issue.model_validate(_row(r, _ISSUE_TIMES)) for r in conn.execute(q)]
 
+    def overdue_to_notify(self, at: datetime | None = None) -> list[Issue]:
+        """Overdue issues not yet notified for the deadline now in force (a failed review sets a new deadline,
+        and missing that one is news again)."""
+        late = self.overdue_issues(at)
+        if not late:
+            return []
+        done: set[tuple[int, str]] = set()
+        q = select(t.issue_events.c.issue_id, t.issue_events.c.data).where(
+            t.issue_events.c.event == OVERDUE_EVENT, t.issue_events.c.issue_id.in_([x.id for x in late]))
+        with self.engine.connect() as conn:
+            for iid, data in conn.execute(q):
+                done.add((iid, (data or {}).get("deadline", "")))
+        return [x for x in late if (x.id, x.deadline.isoformat()) not in done]
+
+    def record_overdue_notified(self, issue: Issue, at: datetime | None = None, by: str | None = None) -> None:
+        """Note on the issue's history that its missed deadline was notified (so it is notified once)."""
+        at = _utc(at, "at") or utcnow()
+        with self.engine.begin() as conn:
+            self._add_event(conn, issue.id, OVERDUE_EVENT, at, by, issue.state.value, issue.state.value,
+                            f"deadline {issue.deadline.isoformat()} missed",
+                            {"deadline": issue.deadline.isoformat(), "assignee": issue.assignee})
+
     # ================================================================== compliance and statistics
-    def patrol_counts(self, start: datetime, end: datetime) -> dict[str, tuple[int, int]]:
-        """chief id → (finished patrols, valid patrols) started in ``[start, end)``: one GROUP BY."""
+    def patrol_counts(self, start: datetime, end: datetime, town: str | None = None) -> dict[str, tuple[int, int]]:
+        """chief id → (finished patrols, valid patrols) started in ``[start, end)``: one GROUP BY.
+        ``town``: only that town's chiefs."""
         p = t.patrols.c
         q = (select(p.chief_id, func.count(), func.sum(case((p.valid.is_(True), 1), else_=0)))
              .where(p.started_at >= _utc(start), p.started_at < _utc(end), p.status == PatrolStatus.finished.value)
              .group_by(p.chief_id))
+        if town is not None:
+            q = q.where(p.chief_id.in_(select(t.river_chiefs.c.id).where(t.river_chiefs.c.town == town)))
         with self.engine.connect() as conn:
             return {cid: (int(n), int(v or 0)) for cid, n, v in conn.execute(q)}
 
-    def compliance(self, start: datetime, end: datetime) -> ComplianceReport:
-        """Per-chief required vs. valid patrols and the roll-ups by town and level (see core.patrols.compliance)."""
+    def compliance(self, start: datetime, end: datetime, town: str | None = None) -> ComplianceReport:
+        """Per-chief required vs. valid patrols and the roll-ups by town and level (see core.patrols.compliance).
+        ``town``: only that town's chiefs (a town supervisor's view)."""
         start, end = _utc(start, "start"), _utc(end, "end")
         if end <= start:
             raise PatrolError("end must be after start")
         c = t.river_chiefs.c
+        q = select(c.id, c.name, c.level, c.town, c.village).order_by(c.id)
+        if town is not None:
+            q = q.where(c.town == town)
         with self.engine.connect() as conn:
-            chiefs = conn.execute(select(c.id, c.name, c.level, c.town, c.village).order_by(c.id)).all()
-        return build_compliance(chiefs, self.patrol_counts(start, end), start, end, self.tz, self.frequencies)
+            chiefs = conn.execute(q).all()
+        return build_compliance(chiefs, self.patrol_counts(start, end, town), start, end, self.tz, self.frequencies,
+                                as_of=utcnow())
 
-    def issue_stats(self, start: datetime, end: datetime, as_of: datetime | None = None
+    def issue_stats(self, start: datetime, end: datetime, as_of: datetime | None = None, town: str | None = None
                     ) -> tuple[IssueStats, list[IssueStats]]:
         """Response, on-time and resolution rates of the issues found in ``[start, end)`` as of ``as_of``
-        (default now): the whole district and per town."""
+        (default now): the whole district (or ``town``) and per town."""
         start, end = _utc(start, "start"), _utc(end, "end")
         i = t.issues.c
         q = (select(i.town, i.found_at, i.first_assigned_at, i.closed_at, i.first_deadline)
              .where(i.found_at >= start, i.found_at < end).order_by(i.town))
+        if town is not None:
+            q = q.where(i.town == town)
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
         cols = list(zip(*[(r.town, _aware(r.found_at), _aware(r.first_assigned_at), _aware(r.closed_at),

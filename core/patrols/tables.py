@@ -5,8 +5,7 @@ Layout choices:
   idempotent by the key, and compliance never reads points — it aggregates the figures that finishing a
   patrol stores on ``patrols`` (distance, duration, coverage, valid), one row per patrol, indexed by time.
 - Geometry is JSON ([lon, lat] lists, GeoJSON order): no PostGIS needed; geometry maths is in numpy.
-- ``river_chiefs.user_id`` is ``users.id`` without a foreign key: the login accounts are another module's
-  (which links back with ``users.chief_id``).
+- The login of a chief is ``users.chief_id`` (core.registry.users): one link, kept on the accounts' side.
 """
 
 from __future__ import annotations
@@ -44,7 +43,6 @@ river_chiefs = Table(
     Column("level", String(16), nullable=False, index=True),
     Column("town", String(100), index=True),  # None for county chiefs
     Column("village", String(200)),
-    Column("user_id", Integer, unique=True),  # users.id (core.registry.users), no foreign key
 )
 
 chief_segments = Table(
