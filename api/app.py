@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.auth import Auth, install_role_docs
-from api.routes import api_router, health, public_router
+from api.routes import api_router, dashboard, health, public_router
 from api.schemas import ErrorOut, ValidationErrorOut
 from api.stream import AlertStream
 from core.registry import Registry, open_registry
@@ -32,7 +32,8 @@ acknowledgement; alert rules and the duty roster; live alert notifications as se
   429 for too many failed logins; 503 when the registry or the store cannot be reached.
 * `GET /api/v1/readings/latest` returns a flat list with one entry per (station, metric), not grouped per station.
 
-**Access.** Every endpoint but `/healthz`, the docs and `POST /api/v1/auth/login` needs a bearer token:
+**Access.** Every endpoint but `/healthz`, the docs, `POST /api/v1/auth/login` and the public river-chief bulletin
+(`GET /api/v1/bulletin`) needs a bearer token:
 `POST /api/v1/auth/login` with `{"username": "...", "password": "..."}`, then send
 `Authorization: Bearer <access_token>` (the alert stream also takes `?access_token=`). Tokens last 12 h by default.
 Accounts are made with `smartwater user add NAME --role ROLE`. Each endpoint's description lists its roles:
@@ -43,6 +44,17 @@ Accounts are made with `smartwater user add NAME --role ROLE`. Each endpoint's d
 | acknowledge an alert | ✓ | ✓ | ✓ | | |
 | dead letters; read rules and the duty roster | ✓ | ✓ | ✓ | | |
 | change rules and the duty roster | ✓ | ✓ | | | |
+| rivers, segments (JSON and GeoJSON); chiefs, patrols, tracks, issues, photos — *scoped* | ✓ | ✓ | ✓ | ✓ | ✓ |
+| `chiefs/me` (the signed-in chief's record) | | | | ✓ | |
+| start a patrol, upload points and photos, finish; report and rectify an issue — *scoped* | ✓ | ✓ | | ✓ | |
+| assign an issue, review a rectification — *scoped* | ✓ | ✓ | | | |
+| compliance and issue statistics (a town supervisor: their town) | ✓ | ✓ | ✓ | | ✓ |
+| `GET /api/v1/bulletin` (JSON, `?format=csv`) | anyone, no login | | | | |
+
+*Scoped*: a chief sees and writes only their own patrols and the issues they found or that are assigned to them
+(`assignee` = their chief id); a supervisor with a town only that town's chiefs, patrols and issues; the others the
+whole district. An object out of scope answers 404, like a missing one. A step an issue's state does not allow is
+a 409; photos: 413 when too large, 415 when not a JPEG, PNG or WebP.
 """
 
 
@@ -110,6 +122,7 @@ def create_app(settings: Settings, registry: Registry | None = None,
         raise
     errors.install(app)
     app.include_router(health.router)
+    app.include_router(dashboard.router)  # the dashboard's pages and files (public: they hold no data)
     common = {
         422: {"model": ValidationErrorOut, "description": "invalid input; `detail` says what and why"},
         503: {"model": ErrorOut, "description": "the registry or the time-series store cannot be reached"},

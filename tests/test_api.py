@@ -475,6 +475,29 @@ def test_ack_404_and_422(client, alert_ids):
     assert client.get(f"/api/v1/alerts/{aid}").json()["acknowledged_at"] is None
 
 
+def test_body_that_cannot_be_parsed_is_a_readable_422(client, alert_ids):
+    # Found by tests/test_api_fuzz.py: FastAPI answered these with an undocumented bare 400.
+    aid = alert_ids["yellow"]
+    for body in (b'{"by": "\xe9"}', b"M\xc3\x28"):
+        resp = client.post(f"/api/v1/alerts/{aid}/ack", content=body, headers={"content-type": "application/json"})
+        detail = _422(resp, "request body", "UTF-8")
+        assert resp.json()["errors"] == [{"loc": ["body"], "msg": detail.removeprefix("request body: "),
+                                          "type": "json_invalid"}]
+    resp = client.post("/api/v1/auth/login", content=b"\x80", headers={"content-type": "application/json"})
+    _422(resp, "UTF-8")
+    # A broken multipart form (the photo uploads): Starlette's bare 400 becomes the same readable 422.
+    boundary = "a222103b9b30b1f9e8be6882ecedb1d2"
+    resp = client.post("/api/v1/patrols/1/photos", content=f"--{boundary}\r\n[]--{boundary}--\r\n".encode(),
+                       headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    assert _422(resp, "request body", "multipart").startswith("request body: not a valid multipart form")
+    assert client.get(f"/api/v1/alerts/{aid}").json()["acknowledged_at"] is None
+    # Other HTTP errors keep FastAPI's handling (and headers).
+    resp = client.get("/api/v1/nowhere")
+    assert resp.status_code == 404 and resp.json() == {"detail": "Not Found"}
+    resp = client.get("/api/v1/stations", headers={"Authorization": "Bearer nope"})
+    assert resp.status_code == 401 and resp.headers["www-authenticate"].startswith("Bearer")
+
+
 # -- dead letters ------------------------------------------------------------
 def test_dead_letters(client):
     resp = client.get("/api/v1/dead-letters")

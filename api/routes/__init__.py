@@ -1,12 +1,13 @@
 """One router per resource, gathered under /api/v1 (the health check sits at the root).
 
 ``api_router``: every route needs a bearer token and declares the roles it admits (``api.auth.require``).
-``public_router``: the few routes anyone may call (logging in; later the public bulletin). Keep it short.
+``public_router``: the few routes anyone may call (logging in, the river-chief bulletin). Keep it short.
 """
 
 from fastapi import APIRouter
 
-from api.routes import alerts, auth, dead_letters, health, readings, roster, rules, stations, stream
+from api.routes import alerts, auth, dashboard, dead_letters, health, overview, readings, roster, rules, stations, stream
+from api.routes import bulletin, chiefs, compliance, issues, patrols, photos, rivers
 from api.schemas import ErrorOut
 
 api_router = APIRouter(prefix="/api/v1", responses={
@@ -21,8 +22,17 @@ api_router.include_router(alerts.router)
 api_router.include_router(dead_letters.router)
 api_router.include_router(rules.router)
 api_router.include_router(roster.router)
+# River chiefs (issue 5): object-level scope in api.routes.patrol_scope.
+api_router.include_router(rivers.router)
+api_router.include_router(chiefs.router)
+api_router.include_router(photos.router)  # before patrols and issues: /patrols/{id}/photos is not a patrol route
+api_router.include_router(patrols.router)
+api_router.include_router(issues.router)
+api_router.include_router(compliance.router)
+api_router.include_router(overview.router)
 
 public_router = APIRouter(prefix="/api/v1")
 public_router.include_router(auth.public)
+public_router.include_router(bulletin.router)
 
-__all__ = ["api_router", "health", "public_router"]
+__all__ = ["api_router", "dashboard", "health", "public_router"]
