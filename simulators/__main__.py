@@ -16,8 +16,8 @@ log = logging.getLogger("simulators")
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m simulators", description=__doc__.split(":", 1)[1].strip())
-    p.add_argument("--scenario", choices=list(SCENARIOS), default="normal",
-                   help="; ".join(f"{k}: {v}" for k, v in SCENARIOS.items()))
+    p.add_argument("--scenario", default="normal", metavar="NAME|FILE.yaml",
+                   help="a scenario file, or one shipped: " + "; ".join(f"{k}: {v}" for k, v in SCENARIOS.items()))
     p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second (default 1)")
     p.add_argument("--duration", type=float, default=None, metavar="SECONDS",
                    help="stop after this many real seconds (default: run until Ctrl-C)")

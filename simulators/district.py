@@ -17,7 +17,7 @@ from typing import Any, Iterable
 from pydantic import ValidationError
 
 from core.domain import FloodLimitPeriod, Kind, Station
-from simulators.csvfile import csv_records
+from simulators.csvfile import csv_records, validation_detail
 
 DEFAULT_SEED = 20260628
 
@@ -336,8 +336,7 @@ def load_stations_csv(path: str | Path) -> list[Station]:
         try:
             station = _station_from_row(row)
         except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
-            raise ValueError(f"{path}: row {n} (station {row.get('id')!r}): {detail}") from None
+            raise ValueError(f"{path}: row {n} (station {row.get('id')!r}): {validation_detail(exc)}") from None
         except ValueError as exc:
             raise ValueError(f"{path}: row {n} (station {row.get('id')!r}): {exc}") from None
         if station.id in seen:

@@ -32,7 +32,7 @@ from pydantic import ValidationError
 from core.domain import Kind
 from core.patrols.geometry import Projection, haversine_m, river_feature
 from core.patrols.models import Chief, Level, River, Segment
-from simulators.csvfile import csv_records
+from simulators.csvfile import csv_records, validation_detail
 from simulators.district import DEFAULT_SEED, RIVERS, TOWNS, _FEATURES, _SURNAMES, generate_district
 
 # The district's bounding box (design brief: 36.25–36.65 N, 120.25–120.85 E), kept a little inside.
@@ -354,8 +354,7 @@ def load_rivers_geojson(source: str | Path | dict[str, Any]) -> list[River]:
         try:
             river = River(id=str(fid), name=str(props["name"]), geometry=lines)
         except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors())
-            raise ValueError(f"{label}: {detail}") from None
+            raise ValueError(f"{label}: {validation_detail(exc)}") from None
         if river.id in seen:
             raise ValueError(f"{label}: duplicate id (first in features[{seen[river.id]}])")
         seen[river.id] = i
@@ -363,7 +362,7 @@ def load_rivers_geojson(source: str | Path | dict[str, Any]) -> list[River]:
     return rivers
 
 
-CHIEF_FIELDS = ("id", "name", "level", "town", "village", "segment_ids", "user_id")
+CHIEF_FIELDS = ("id", "name", "level", "town", "village", "segment_ids")
 _CHIEF_REQUIRED = ("name", "level", "town", "village", "segment_ids")
 
 
@@ -378,13 +377,13 @@ def write_chiefs_csv(chiefs: Iterable[Chief], path: str | Path) -> None:
         w = csv.writer(fh)
         w.writerow(CHIEF_FIELDS)
         for c in chiefs:
-            w.writerow([c.id, c.name, c.level.value, c.town or "", c.village or "", ";".join(c.segment_ids),
-                        "" if c.user_id is None else c.user_id])
+            w.writerow([c.id, c.name, c.level.value, c.town or "", c.village or "", ";".join(c.segment_ids)])
 
 
 def load_chiefs_csv(path: str | Path, segment_ids: Iterable[str] | None = None) -> list[Chief]:
     """Chiefs from CSV: name, level (county|town|village|grid), town, village, segment_ids (separated by ';'),
-    optional id and user_id. Row numbers in errors count the header as row 1. With ``segment_ids`` given,
+    optional id (a login links to its chief from the account: ``smartwater user add --chief-id``). Row numbers
+    in errors count the header as row 1. With ``segment_ids`` given,
     unknown segments are errors too."""
     path = Path(path)
     known = set(segment_ids) if segment_ids is not None else None
@@ -400,15 +399,14 @@ def load_chiefs_csv(path: str | Path, segment_ids: Iterable[str] | None = None) 
                 raise ValueError(f"{label}: unknown segment(s) {bad}")
         data: dict[str, Any] = {"name": row.get("name", ""), "level": row.get("level", "").lower(),
                                 "town": row.get("town") or None, "village": row.get("village") or None,
-                                "segment_ids": segs, "user_id": row.get("user_id") or None}
+                                "segment_ids": segs}
         if data["level"] not in {lv.value for lv in Level}:
             raise ValueError(f"{label}: level {row.get('level')!r} is not one of county, town, village, grid")
         data["id"] = row.get("id") or chief_id_for(data["level"], data["town"], data["village"], data["name"])
         try:
             chief = Chief.model_validate(data)
         except ValidationError as exc:
-            detail = "; ".join(f"{'.'.join(str(x) for x in e['loc']) or 'row'}: {e['msg']}" for e in exc.errors())
-            raise ValueError(f"{label}: {detail}") from None
+            raise ValueError(f"{label}: {validation_detail(exc, top='row')}") from None
         if chief.id in seen:
             raise ValueError(f"{label}: duplicate chief {chief.id!r} (first in row {seen[chief.id]})")
         seen[chief.id] = n

@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Sequence
 from zoneinfo import ZoneInfo
 
@@ -26,7 +27,9 @@ from core.logs import kv
 from core.mqtt import Publisher
 from core.payload import encode, topic_for
 from core.settings import Settings
-from simulators.scenarios import SCENARIOS, Scenario
+from simulators.faults import FaultPlan
+from simulators.scenarios import Scenario
+from simulators.spec import ScenarioSpec, load_scenario
 
 log = logging.getLogger("simulators")
 
@@ -75,25 +78,42 @@ def first_due(station_phase: int, interval: int, sim_start: float) -> int:
     return t + (station_phase - t) % interval
 
 
+def station_phase(seed: int, station: Station) -> int:
+    """A fixed phase per station (like RTUs that booted at different times) spreads the load."""
+    return random.Random(f"{seed}:{station.id}:phase").randrange(station.interval_s)
+
+
+def report_messages(scenario: Scenario, faults: FaultPlan, station: Station, due: float) -> list[tuple[float, dict]]:
+    """The (timestamp, values) messages a station sends for its report due at ``due``, faults applied."""
+    tz = scenario.tz
+
+    def values(t: float) -> dict[str, float]:
+        prev = datetime.fromtimestamp(t - station.interval_s, tz)
+        return scenario.values(station, datetime.fromtimestamp(t, tz), prev)
+
+    return faults.messages(station, due, values)
+
+
 class Simulator:
     """Publishes simulated readings of ``stations`` to ``water/{kind}/{station_id}`` with QoS 1."""
 
-    def __init__(self, settings: Settings, stations: Sequence[Station], scenario: str = "normal",
+    def __init__(self, settings: Settings, stations: Sequence[Station], scenario: str | Path | ScenarioSpec = "normal",
                  speed: float = 1.0, duration_s: float | None = None, seed: int | None = None, *,
                  sim_start: datetime | None = None, publisher: Any = None,
                  max_outstanding: int = MAX_OUTSTANDING) -> None:
-        if scenario not in SCENARIOS:
-            raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+        spec = load_scenario(scenario)  # ValueError naming the file and field, before anything connects
         if not speed > 0:
             raise ValueError(f"speed must be positive, got {speed}")
         if duration_s is not None and not duration_s > 0:
             raise ValueError(f"duration_s must be positive, got {duration_s}")
         self.settings = settings
         self.stations = list(stations)
-        self.scenario_name = scenario
+        self.spec = spec
+        self.scenario_name = spec.name
         self.speed = float(speed)
         self.duration_s = duration_s
-        self.seed = settings.district_seed if seed is None else seed
+        # An explicit seed wins, then the scenario file's, then the district's.
+        self.seed = seed if seed is not None else spec.seed if spec.seed is not None else settings.district_seed
         self.tz = ZoneInfo(settings.display_timezone)
         self.max_outstanding = max_outstanding
         self.published = 0
@@ -102,6 +122,7 @@ class Simulator:
         self.done = threading.Event()
         self.clock: SimClock | None = None
         self.scenario: Scenario | None = None
+        self.faults: FaultPlan | None = None
         self._requested_start = sim_start
         self._deadline: float | None = None
         self._publisher = publisher
@@ -129,12 +150,13 @@ class Simulator:
         start = self._requested_start.timestamp() if self._requested_start else \
             default_sim_start(now, self.speed, self.duration_s)
         self.clock = SimClock(sim_start=start, wall_start=now, speed=self.speed)
-        self.scenario = Scenario(self.stations, self.scenario_name, self.seed,
-                                 datetime.fromtimestamp(start, self.tz), self.tz)
+        self.scenario = Scenario(self.stations, self.spec, self.seed, datetime.fromtimestamp(start, self.tz), self.tz)
+        self.faults = FaultPlan(self.spec.sensor_faults, self.stations, self.seed, start)
         self._deadline = None if self.duration_s is None else time.monotonic() + self.duration_s
         log.info("simulator started", extra=kv(
             scenario=self.scenario_name, stations=len(self.stations), speed=self.speed, duration_s=self.duration_s,
-            sim_start=datetime.fromtimestamp(start, self.tz).isoformat(timespec="seconds"), seed=self.seed))
+            sim_start=datetime.fromtimestamp(start, self.tz).isoformat(timespec="seconds"), seed=self.seed,
+            faulty_stations=len(self.faults.stations())))
         self._thread = threading.Thread(target=self._run, name="simulator", daemon=True)
         self._thread.start()
 
@@ -163,9 +185,7 @@ class Simulator:
         assert self.clock is not None
         heap = []
         for i, s in enumerate(self.stations):
-            # A fixed phase per station (like RTUs that booted at different times) spreads the load.
-            phase = random.Random(f"{self.seed}:{s.id}:phase").randrange(s.interval_s)
-            heap.append((first_due(phase, s.interval_s, self.clock.sim_start), i))
+            heap.append((first_due(station_phase(self.seed, s), s.interval_s, self.clock.sim_start), i))
         heapq.heapify(heap)
         return heap
 
@@ -219,17 +239,16 @@ class Simulator:
             self.done.set()
 
     def _publish(self, station: Station, due: int) -> None:
-        assert self.scenario is not None
-        ts = datetime.fromtimestamp(due, self.tz)
-        prev = datetime.fromtimestamp(due - station.interval_s, self.tz)
-        values = self.scenario.values(station, ts, prev)
-        info = self._publisher.publish(topic_for(station.kind.value, station.id), encode(ts, values), qos=1)
-        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
-            # Only reachable if packet ids run out, which flow control is there to prevent.
-            self.dropped += 1
-            log.error("paho refused a message: packet ids exhausted", extra=kv(station_id=station.id))
-            return
-        self.published += 1
+        assert self.faults is not None
+        topic = topic_for(station.kind.value, station.id)
+        for ts, values in report_messages(self.scenario, self.faults, station, due):
+            info = self._publisher.publish(topic, encode(datetime.fromtimestamp(ts, self.tz), values), qos=1)
+            if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+                # Only reachable if packet ids run out, which flow control is there to prevent.
+                self.dropped += 1
+                log.error("paho refused a message: packet ids exhausted", extra=kv(station_id=station.id))
+                continue
+            self.published += 1
 
     def _wait_for_room(self) -> bool:
         """Block while too many messages are unacknowledged; False if stop() was called meanwhile."""
