@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import getpass
 import os
+import queue
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -71,13 +73,8 @@ class MosquittoServer:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            stop_process(self.proc, 10)
         self.proc = None
 
     def restart(self) -> None:
@@ -201,13 +198,8 @@ class InfluxServer:
         return body
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc:
+            stop_process(self.proc, 15)
         self.proc = None
         self._close_log()
 
@@ -219,3 +211,30 @@ class InfluxServer:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def stop_process(proc: subprocess.Popen, timeout: float) -> int | None:
+    """SIGTERM, then SIGKILL if it has not ended within ``timeout`` s; its exit code when SIGTERM was enough."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.terminate()
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
+
+
+def line_queue(stream) -> "queue.Queue[str | None]":
+    """The lines of a child's pipe as they come (None at the end), read by a thread: a test can wait for a line
+    (a login, a URL) while the child runs, and the pipe never fills up and blocks it."""
+    q: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            q.put(line)
+        q.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return q
