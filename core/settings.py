@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -21,6 +21,10 @@ class Settings(BaseSettings):
 
     # Broker. mqtt:// or mqtts://, user and password allowed: mqtt://user:pass@host:1883
     mqtt_url: str = "mqtt://127.0.0.1:1883"
+    # The broker account, kept out of the URL so a secret needs no percent-encoding (deploy: one per service,
+    # `smartwater devices credentials`); when set they win over the URL's user and password.
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
     # MQTT 5 lets ingest raise Receive Maximum so batching is not starved by the broker's
     # in-flight window; the embedded broker (amqtt) speaks 3.1.1 only.
     mqtt_protocol: Literal["5", "3.1.1"] = "5"
@@ -49,6 +53,9 @@ class Settings(BaseSettings):
     # /metrics and /healthz of the ingest process (`smartwater run ingest`); 0 turns them off.
     ingest_metrics_host: str = "127.0.0.1"
     ingest_metrics_port: int = Field(default=9108, ge=0, le=65535)
+    # /metrics and /healthz of the alert process (`smartwater run alerts`); 0 turns them off.
+    alerts_metrics_host: str = "127.0.0.1"
+    alerts_metrics_port: int = Field(default=9109, ge=0, le=65535)
 
     alerts_reservoir_design_margin_m: float = Field(default=1.0, ge=0)
     # A cleared alert whose condition returns within this much data time is reopened, not duplicated.
@@ -188,6 +195,11 @@ class Settings(BaseSettings):
     issue_deadline_days_department: float = Field(default=4.0, gt=0)
     # Patrol and issue photos: JPEG, PNG or WebP (checked by content), stored under data_dir/photos.
     photo_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    # The public bulletin (GET /api/v1/bulletin, no login) is computed at most once per this many seconds per
+    # period, so a burst of visitors costs one compliance run; 0 = every request.
+    bulletin_cache_s: float = Field(default=60.0, ge=0)
+    # How often the alert stage looks for issues past their deadline to notify (once per issue and deadline).
+    issue_overdue_check_s: float = Field(default=300.0, gt=0)
 
     @field_validator("patrol_frequency_county", "patrol_frequency_town", "patrol_frequency_village",
                      "patrol_frequency_grid")
@@ -206,8 +218,9 @@ class Settings(BaseSettings):
         return MqttEndpoint(
             host=parts.hostname or "127.0.0.1",
             port=parts.port or (8883 if parts.scheme == "mqtts" else 1883),
-            username=parts.username,
-            password=parts.password,
+            username=self.mqtt_username or (unquote(parts.username) if parts.username else None),
+            password=(self.mqtt_password.get_secret_value() if self.mqtt_password is not None
+                      else unquote(parts.password) if parts.password else None),
             tls=parts.scheme == "mqtts",
         )
 

@@ -56,6 +56,11 @@ def init(csv: Optional[Path] = typer.Option(None, help="Load stations from this 
         from core.rules import default_rules
 
         typer.echo(f"{registry.upsert_rules(default_rules())} default alert rules loaded")
+    from smartwater.demo import ensure_river_network
+
+    stored = ensure_river_network(registry, settings)  # the river-chief network, once; never over an imported one
+    if stored:
+        typer.echo("river network loaded: " + ", ".join(f"{v} {k}" for k, v in stored.items()))
     from core.registry import UserRepo
 
     if not UserRepo(registry.engine).count():
@@ -108,30 +113,72 @@ def run(stage: Stage = typer.Argument(..., help="ingest, alerts, api or all"),
 
 
 @app.command()
-def simulate(scenario: str = typer.Option("normal", help="Scenario name: normal, storm"),
+def simulate(scenario: str = typer.Option(
+                 "normal", help="A shipped scenario (normal, storm, dosing-failure, sensor-faults), a YAML file, or "
+                           "patrols (river chiefs through the API)."),
              speed: float = typer.Option(1.0, min=0.01, help="Simulated seconds per real second."),
-             duration: Optional[float] = typer.Option(None, min=0.1, help="Stop after this many real seconds.")) -> None:
-    """Publish simulated station readings to the configured broker."""
+             duration: Optional[str] = typer.Option(
+                 None, help="How long: real time when publishing, simulated time with --to-csv. "
+                            "Seconds, or with a unit: 90s, 30m, 6h, 2d."),
+             seed: Optional[int] = typer.Option(
+                 None, help="Scenario seed (default: the file's, else SMARTWATER_DISTRICT_SEED)."),
+             to_csv: Optional[Path] = typer.Option(
+                 None, "--to-csv", dir_okay=False, help="Write the readings to this replay CSV instead of publishing."),
+             start: Optional[str] = typer.Option(
+                 None, help="Simulated start, ISO 8601 with offset (default with --to-csv: the duration before now; "
+                            "patrols: --days before now)."),
+             chiefs: int = typer.Option(40, min=1, help="patrols: how many river chiefs patrol."),
+             days: float = typer.Option(30.0, min=0.01, help="patrols: the simulated period in days, ending now "
+                                                             "unless --start says otherwise."),
+             api_url: Optional[str] = typer.Option(
+                 None, help="patrols: the API (default http://SMARTWATER_API_HOST:SMARTWATER_API_PORT).")
+             ) -> None:
+    """Publish simulated station readings to the configured broker, or write them to a replay CSV; with
+    `--scenario patrols`, drive the API as river chiefs and their supervisors over a simulated period."""
+    import time
+
     from core.logs import configure_logging
     from core.registry import open_registry
-    from simulators import SCENARIOS, Simulator
+    from simulators import Simulator
+    from simulators.patrols import SCENARIO as PATROLS
+    from simulators.spec import load_scenario, parse_duration
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
-    if scenario not in SCENARIOS:
-        typer.secho(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}", fg="red", err=True)
-        raise typer.Exit(2)
+    if scenario == PATROLS:  # not a station scenario file: chiefs talk to the API, not to the broker
+        if to_csv is not None:
+            raise _fail("--to-csv writes station readings; the patrols scenario drives the API")
+        _simulate_patrols(settings, chiefs, days, seed, start, api_url)
+        return
+    try:
+        spec = load_scenario(scenario)
+        duration_s = None if duration is None else parse_duration(duration)
+        start_at = None if start is None else _aware(start)
+    except ValueError as exc:
+        raise _fail(str(exc))
+    if to_csv is not None and duration_s is None:
+        raise _fail("--to-csv needs --duration (simulated time, e.g. 6h)")
     registry = open_registry(settings.db_url)
     registry.create_schema()
     rows = registry.list_stations()
     if not rows:
         typer.secho("the station registry is empty: run `smartwater init` first", fg="red", err=True)
         raise typer.Exit(2)
-    sim = Simulator(settings, rows, scenario=scenario, speed=speed, duration_s=duration)
-    sim.start()
+    if to_csv is not None:
+        _simulate_to_csv(settings, rows, spec, seed, start_at, duration_s, to_csv)
+        return
+    sim = Simulator(settings, rows, scenario=spec, speed=speed, duration_s=duration_s, seed=seed, sim_start=start_at)
     try:
-        while not sim.join(0.5):
-            pass
+        sim.start()
+    except ConnectionError as exc:
+        raise _fail(str(exc), 1)
+    try:
+        with _progress(duration_s is not None) as bar:
+            task = bar.add_task(f"simulating {spec.name}", total=duration_s)
+            began = time.monotonic()
+            while not sim.join(0.5):
+                bar.update(task, completed=min(duration_s or 0, time.monotonic() - began),
+                           description=f"{spec.name}: {sim.published} messages, at {_clock(sim.sim_time())}")
     except KeyboardInterrupt:
         pass
     finally:
@@ -139,12 +186,87 @@ def simulate(scenario: str = typer.Option("normal", help="Scenario name: normal,
     typer.echo(f"published {sim.published} messages")
 
 
+def _simulate_patrols(settings, chiefs: int, days: float, seed, start: Optional[str], api_url: Optional[str]) -> None:
+    from simulators.patrols import PatrolSimError, format_summary, prepare
+
+    try:
+        sim = prepare(settings, api_url, n_chiefs=chiefs, days=days, seed=seed,
+                      start=None if start is None else _aware(start))
+        with _progress(True) as bar:
+            task = bar.add_task(f"patrols of {len(sim.chiefs)} chiefs", total=len(sim.chiefs))
+            summary = sim.run(progress=lambda n: bar.advance(task, n))
+    except (PatrolSimError, ValueError) as exc:
+        raise _fail(str(exc), 1)
+    for line in format_summary(summary, settings.display_timezone):
+        typer.echo(line)
+    typer.echo(json.dumps(summary.as_dict(), ensure_ascii=False))
+    if summary.errors:
+        raise typer.Exit(1)
+
+
+def _aware(text: str):
+    from datetime import datetime
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--start {text!r} is not ISO 8601 (e.g. 2026-06-28T08:00:00+08:00)") from None
+    if value.tzinfo is None:
+        raise ValueError(f"--start {text!r} needs a UTC offset, e.g. 2026-06-28T08:00:00+08:00")
+    return value
+
+
+def _clock(ts) -> str:
+    return "-" if ts is None else ts.isoformat(timespec="minutes")
+
+
+def _progress(wanted: bool):
+    """A progress bar on a terminal only: CI logs and pipes stay clean."""
+    from contextlib import nullcontext
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    if wanted and sys.stdout.isatty():
+        return Progress(TextColumn("{task.description}"), BarColumn(), TimeRemainingColumn(), transient=True)
+
+    class _Silent:
+        def add_task(self, *_args, **_kwargs) -> int:
+            return 0
+
+        def update(self, *_args, **_kwargs) -> None:
+            pass
+
+        def advance(self, *_args, **_kwargs) -> None:
+            pass
+
+    return nullcontext(_Silent())
+
+
+def _simulate_to_csv(settings, stations, spec, seed, start, duration_s, path: Path) -> None:
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from simulators.export import count_reports, write_csv
+
+    seed = seed if seed is not None else spec.seed if spec.seed is not None else settings.district_seed
+    if start is None:  # end now, on a whole minute, so a replay lands in the recent past and nothing is "future"
+        now = datetime.now(ZoneInfo(settings.display_timezone)).replace(second=0, microsecond=0)
+        start = now - timedelta(seconds=duration_s)
+    total = count_reports(stations, start, duration_s, seed)
+    try:
+        with _progress(True) as bar:
+            task = bar.add_task(f"writing {spec.name} to {path.name}", total=total)
+            rows = write_csv(path, stations, spec, seed, start, duration_s, progress=lambda n: bar.advance(task, n))
+    except OSError as exc:
+        raise _fail(f"cannot write {path}: {exc.strerror or exc}")
+    end = start + timedelta(seconds=duration_s)
+    typer.echo(f"wrote {rows} readings of {total} reports ({start.isoformat()} … {end.isoformat()}) to {path}")
+
+
 @app.command()
 def replay(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV with ts,station_id,metric,value"),
            speed: float = typer.Option(0.0, min=0, help="Data seconds per real second; 0 = as fast as possible.")) -> None:
     """Publish historical readings to the broker in time order (a past storm through the alert engine)."""
-    from rich.progress import Progress
-
     from core.logs import configure_logging
     from core.registry import open_registry
     from simulators.replay import read_replay_csv
@@ -164,7 +286,7 @@ def replay(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="C
         typer.secho(f"cannot replay: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
     try:
-        with Progress(transient=True) as bar:
+        with _progress(True) as bar:
             task = bar.add_task(f"replaying {len(messages)} messages", total=len(messages))
             sent = run_replay(settings, stations, messages, speed=speed, progress=lambda n: bar.advance(task, n))
     except ConnectionError as exc:
@@ -480,6 +602,12 @@ def token(name: str = typer.Argument(..., help="The user the token speaks for.")
     value, claims = signer.issue(user.username, user.role, ttl or settings.token_ttl_s)
     typer.echo(value)
     typer.echo(f"token for {user.username} ({user.role.value}), expires {claims.expires_at.isoformat()}", err=True)
+
+
+# -- broker accounts of stations and services (smartwater/devices.py) --------
+from smartwater.devices import devices_app  # noqa: E402 - next to its registration, like the other sub-apps
+
+app.add_typer(devices_app, name="devices")
 
 
 if __name__ == "__main__":

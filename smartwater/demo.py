@@ -3,8 +3,9 @@
 Embedded MQTT broker (amqtt), SQLite under the data directory, ingest, alerts, the API and the
 storm scenario, in one process. With a duration it stops by itself and prints a JSON summary.
 
-The API needs a login like any other: the demo keeps a staff account ``duty`` (role duty) and gives it a new random
-password each run, printed right after the API's address.
+The API needs a login like any other: the demo keeps a staff account ``duty`` (role duty), a river chief ``chief``
+(linked to a village chief of the generated river network) and a ``supervisor`` of that chief's town, and gives them
+new random passwords each run, printed right after the API's address.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from core.logs import kv
 from core.mqtt import wait_for
 from core.registry import Registry, UserRepo
 from core.settings import Settings
+from core.timeutil import utcnow
 from smartwater.runner import Supervisor, build_stages, open_backends
 
 log = logging.getLogger("smartwater.demo")
@@ -39,23 +41,67 @@ def demo_settings(base: Settings, broker_url: str, data_dir: Path) -> Settings:
 
 
 DEMO_USER = "duty"
+DEMO_CHIEF_USER = "chief"
+DEMO_SUPERVISOR_USER = "supervisor"
 
 
-def demo_login(registry: Registry) -> tuple[str, str]:
-    """The demo's staff account: created when missing, given a fresh random password either way (so the printed
-    login always works, also with --keep); (user name, password)."""
-    from core.auth import Role, hash_password, new_user
+def demo_login(registry: Registry, username: str = DEMO_USER, role: str = "duty",
+               display_name: str = "Demo duty officer", **kw: str | None) -> tuple[str, str]:
+    """A demo account: created when missing, given a fresh random password either way (so the printed login always
+    works, also with --keep); (user name, password). ``kw``: town, chief_id."""
+    from core.auth import hash_password, new_user
 
     users = UserRepo(registry.engine)
     password = secrets.token_urlsafe(12)  # 16 characters
-    user = users.get(DEMO_USER)
+    user = users.get(username)
     if user is None:
-        users.add(new_user(DEMO_USER, password, Role.duty, display_name="Demo duty officer"))
+        users.add(new_user(username, password, role, display_name=display_name, **kw))
     else:
-        users.set_password_hash(DEMO_USER, hash_password(password))
+        users.set_password_hash(username, hash_password(password))
         if not user.active:
-            users.set_active(DEMO_USER, True)
-    return DEMO_USER, password
+            users.set_active(username, True)
+    return username, password
+
+
+def ensure_river_network(registry: Registry, settings: Settings) -> dict[str, int] | None:
+    """Store the generated river network (150 rivers, their segments, the chiefs) unless the registry has rivers
+    already (imported or generated before); the counts stored, or None."""
+    from core.patrols.repo import PatrolRepo
+    from simulators.rivers import generate_river_network, store_network
+
+    repo = PatrolRepo(registry.engine, settings)
+    if repo.counts()["rivers"]:
+        return None
+    return store_network(repo, generate_river_network(seed=settings.district_seed))
+
+
+def seed_patrol_history(registry: Registry, settings: Settings, days: int = 60) -> dict[str, int] | None:
+    """The last ``days`` of patrols of the demo registry's chiefs, so the dashboard's chief table and the public
+    bulletin show real compliance rates; only into a registry without patrols. The counts inserted, or None."""
+    from core.patrols.repo import PatrolRepo
+    from simulators.patrol_history import load_recent_patrols
+
+    repo = PatrolRepo(registry.engine, settings)
+    if repo.counts()["patrols"]:
+        return None
+    return load_recent_patrols(registry.engine, repo.list_chiefs(), repo.frequencies, utcnow(), days=days,
+                               tz=repo.tz, seed=settings.district_seed)
+
+
+def river_chief_logins(registry: Registry, settings: Settings) -> list[tuple[str, str, str]]:
+    """A chief login linked to the first village chief and a supervisor of that chief's town:
+    [(what, user name, password)]; none when the registry holds no village chief."""
+    from core.patrols.repo import PatrolRepo
+
+    chiefs = PatrolRepo(registry.engine, settings).list_chiefs(level="village")
+    if not chiefs:
+        return []
+    chief = chiefs[0]
+    out = [("River-chief login", *demo_login(registry, DEMO_CHIEF_USER, "chief", f"Demo chief {chief.name}",
+                                             town=chief.town, chief_id=chief.id)),
+           ("Supervisor login", *demo_login(registry, DEMO_SUPERVISOR_USER, "supervisor",
+                                            f"Demo supervisor, {chief.town}", town=chief.town))]
+    return out
 
 
 def run_demo(base: Settings, port: int, speed: float, duration: float | None, mqtt_port: int | None = None,
@@ -80,6 +126,9 @@ def run_demo(base: Settings, port: int, speed: float, duration: float | None, mq
         stations = registry.list_stations()
     start_alert_id = max((a.id for a in registry.list_alerts(limit=1)), default=0)
     login = demo_login(registry)
+    ensure_river_network(registry, settings)
+    seed_patrol_history(registry, settings)
+    chief_logins = river_chief_logins(registry, settings)
 
     stages = build_stages(sup, settings, registry, store, "all", port)
     ingest = stages["ingest"]
@@ -87,9 +136,11 @@ def run_demo(base: Settings, port: int, speed: float, duration: float | None, mq
     sup.add("simulator", sim)
     try:
         sup.start()
-        echo(f"Smart-water demo running: API http://127.0.0.1:{port}  (OpenAPI: http://127.0.0.1:{port}/docs)"
+        echo(f"Smart-water demo running: dashboard http://127.0.0.1:{port}/  (API docs: http://127.0.0.1:{port}/docs)"
              f"  MQTT {broker.url}", flush=True)
         echo(f"Staff login: {login[0]} / {login[1]}", flush=True)  # POST /api/v1/auth/login with these
+        for what, user, password in chief_logins:
+            echo(f"{what}: {user} / {password}", flush=True)
         while not sup.stop_requested.is_set() and not sim.done.is_set():
             sup.stop_requested.wait(0.2)
         sim.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from typing import Protocol
+from typing import Callable, Protocol
 
 from core.logs import configure_logging, kv
 from core.registry import Registry, open_registry
@@ -69,6 +69,16 @@ def open_backends(settings: Settings) -> tuple[Registry, TimeSeriesStore]:
     return registry, store_from_settings(settings)
 
 
+def _add_health(sup: Supervisor, name: str, host: str, port: int, health: Callable[[], dict]) -> None:
+    from core.health import HealthServer
+
+    try:
+        sup.add(name, HealthServer(host, port, health, name=name))
+    except OSError as exc:
+        # Metrics are secondary to the data: run without them rather than not at all.
+        log.error(f"{name} disabled: cannot listen", extra=kv(port=port, error=str(exc)))
+
+
 def build_stages(sup: Supervisor, settings: Settings, registry: Registry, store: TimeSeriesStore, stage: str,
                  port: int | None = None) -> dict[str, Component]:
     built: dict[str, Component] = {}
@@ -77,19 +87,15 @@ def build_stages(sup: Supervisor, settings: Settings, registry: Registry, store:
 
         built["ingest"] = sup.add("ingest", Ingestor(settings, registry, store))
         if settings.ingest_metrics_port:
-            from ingest.metrics import HealthServer
-
-            try:
-                sup.add("ingest-metrics", HealthServer(settings.ingest_metrics_host, settings.ingest_metrics_port,
-                                                       built["ingest"].health))
-            except OSError as exc:
-                # Metrics are secondary to the data: run without them rather than not at all.
-                log.error("ingest metrics disabled: cannot listen", extra=kv(
-                    port=settings.ingest_metrics_port, error=str(exc)))
+            _add_health(sup, "ingest-metrics", settings.ingest_metrics_host, settings.ingest_metrics_port,
+                        built["ingest"].health)
     if stage in ("alerts", "all"):
         from alerts import AlertService
 
         built["alerts"] = sup.add("alerts", AlertService(settings, registry, store))
+        if settings.alerts_metrics_port:
+            _add_health(sup, "alerts-metrics", settings.alerts_metrics_host, settings.alerts_metrics_port,
+                        built["alerts"].health)
     if stage in ("api", "all"):
         from api.server import ApiServer
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import httpx
 
 from core.broker import free_port
 from core.mqtt import wait_for
+from tests.servers import line_queue
 
 SMARTWATER = str(Path(sys.executable).with_name("smartwater"))
 
@@ -27,20 +26,6 @@ def _get(url: str, headers: dict | None = None):
         return None
 
 
-def _lines(stream) -> "queue.Queue[str | None]":
-    """The lines of a pipe as they come (None at the end), read by a thread: the test needs the login while the
-    demo runs."""
-    q: queue.Queue[str | None] = queue.Queue()
-
-    def pump() -> None:
-        for line in stream:
-            q.put(line)
-        q.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    return q
-
-
 def test_demo_serves_data_while_running_and_prints_a_summary(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTWATER_")}
@@ -48,7 +33,7 @@ def test_demo_serves_data_while_running_and_prints_a_summary(tmp_path):
     proc = subprocess.Popen([SMARTWATER, "demo", "--duration", "40", "--speed", "240", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     base = f"http://127.0.0.1:{port}"
-    stdout, stderr = _lines(proc.stdout), _lines(proc.stderr)  # both drained while the demo runs
+    stdout, stderr = line_queue(proc.stdout), line_queue(proc.stderr)  # both drained while the demo runs
     try:
         head = [stdout.get(timeout=60), stdout.get(timeout=30)]
         assert all(head), f"the demo stopped early: {head}"
