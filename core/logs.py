@@ -29,8 +29,27 @@ class _Formatter(logging.Formatter):
         return line
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record, not at configuration.
+
+    The CLI also runs in-process (typer's CliRunner in tests, embedding tools) with a borrowed stderr that is
+    closed afterwards; a handler holding that stream would fail every later record with "Logging error".
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(_Formatter(fmt == "json"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
