@@ -37,8 +37,10 @@ V1 = "/api/v1"
 
 
 @pytest.fixture()
-def api_settings(tmp_path) -> Settings:
-    return Settings(_env_file=None, data_dir=tmp_path, auth_user_cache_s=0, photo_max_bytes=4096)
+def api_settings(tmp_path, registry_url) -> Settings:
+    """On SQLite and on a throwaway PostgreSQL database in turn (tests/conftest.py registry_url)."""
+    return Settings(_env_file=None, data_dir=tmp_path, db_url=registry_url, auth_user_cache_s=0,
+                    photo_max_bytes=4096)
 
 
 @pytest.fixture()
@@ -243,7 +245,7 @@ def test_issue_loop_review_fail_reopens_pass_closes(world):
     assert client.post(f"{V1}/issues/{iid}/review", headers=h["v1"], json={"passed": True}).status_code == 403
 
 
-def test_overdue_issues_are_flagged_and_notified_once(world, mosquitto, request):
+def test_overdue_issues_are_flagged_and_notified_once(world, own_broker, request):
     client, h, repo = world
     now = utcnow()
     late = _issue(client, h["v1"], found_at=(now - timedelta(days=5)).isoformat())
@@ -264,8 +266,9 @@ def test_overdue_issues_are_flagged_and_notified_once(world, mosquitto, request)
     from core.patrols.overdue import OVERDUE_TOPIC, notify_overdue
     from tests.test_notify import Listener
 
+    # Its own broker: reports are retained, and another run's report on the topic would arrive too.
     settings = client.app.state.settings.model_copy(update={
-        "mqtt_url": mosquitto.url, "mqtt_client_prefix": "t" + str(abs(hash(request.node.nodeid)))[:10]})
+        "mqtt_url": own_broker.url, "mqtt_client_prefix": "t" + str(abs(hash(request.node.nodeid)))[:10]})
     listener = Listener(settings, topic=OVERDUE_TOPIC)
     listener.start()
     notifier = AlertNotifier(settings, client.app.state.registry)
