@@ -55,7 +55,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Third-party chatter that would drown the service's own events.
-    for noisy in ("amqtt", "transitions", "uvicorn.access", "httpx", "apscheduler"):
+    for noisy in ("amqtt", "transitions", "uvicorn.access", "httpx", "apscheduler", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
