@@ -156,11 +156,12 @@ class PostgresServer:
 
         return psycopg.connect(self.admin_url, autocommit=True, connect_timeout=5)
 
-    def create_database(self) -> str:
-        """A new empty database; returns its postgresql:// URL."""
+    def create_database(self, template_url: str | None = None) -> str:
+        """A new database, empty or a copy of ``template_url``'s (which nobody may be connected to); its URL."""
         name = f"smartwater_test_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+        template = f' TEMPLATE "{urlsplit(template_url).path.lstrip("/")}"' if template_url else ""
         with self._admin() as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(f'CREATE DATABASE "{name}"{template}')
         self.created.append(name)
         return urlsplit(self.admin_url)._replace(path=f"/{name}").geturl()
 

@@ -2,10 +2,10 @@
 answer what its document says (status codes, content types, headers, bodies) and must refuse input the document
 rules out.
 
-One pytest item per operation (``test_admin_fuzz[POST /api/v1/rules]``), so a failure names the route. The app
-runs in-process (ASGI) over a real SQLite registry and store, seeded once and copied afresh for every operation,
-so each operation sees the same stations, readings, alerts, rules, shifts, chiefs, patrols and issues whatever
-ran before it. Every request carries an admin's token (every operation is reachable); the read operations run a
+One pytest item per registry and operation (``test_admin_fuzz[postgresql-POST /api/v1/rules]``), so a failure
+names the route. The app runs in-process (ASGI) over a real registry (SQLite, then PostgreSQL) and store, seeded
+once and copied afresh for every operation, so each operation sees the same stations, readings, alerts, rules,
+shifts, chiefs, patrols and issues whatever ran before it. Every request carries an admin's token (every operation is reachable); the read operations run a
 second time as a river chief, whose object-level filtering takes other code paths.
 
 Bounded and reproducible: at most ``FUZZ_EXAMPLES`` cases per operation (SMARTWATER_FUZZ_EXAMPLES, default 25),
@@ -80,8 +80,9 @@ CONFIG = schemathesis.Config.from_dict({
 })
 
 
-def _settings(data_dir: Path) -> Settings:
-    return Settings(_env_file=None, data_dir=data_dir, auth_secret=SECRET, auth_user_cache_s=0,
+def _settings(data_dir: Path, db_url: str | None = None) -> Settings:
+    registry = {"db_url": db_url} if db_url else {}  # default: SQLite in data_dir
+    return Settings(_env_file=None, data_dir=data_dir, auth_secret=SECRET, auth_user_cache_s=0, **registry,
                     # Fuzzed logins fail by the dozen: a 429 is a fine answer but would hide the 401 path.
                     login_max_failures=1000)
 
@@ -194,22 +195,40 @@ def _seed(settings: Settings) -> dict[str, list]:
 
 
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory) -> tuple[Path, dict[str, list]]:
+def seeded(tmp_path_factory) -> tuple[Path, None, dict[str, list]]:
+    """The seed on SQLite: a data directory (registry, store, photos) to copy."""
     data_dir = tmp_path_factory.mktemp("fuzz-seed")
-    return data_dir, _seed(_settings(data_dir))
+    return data_dir, None, _seed(_settings(data_dir))
 
 
-@pytest.fixture()
-def fuzz_app(seeded, tmp_path):
-    """The app over a private copy of the seeded data: what one operation writes, no other operation sees."""
+@pytest.fixture(scope="module")
+def seeded_pg(tmp_path_factory, postgres) -> tuple[Path, str, dict[str, list]]:
+    """The seed with the registry on PostgreSQL: a data directory (store, photos) and a template database."""
+    data_dir, url = tmp_path_factory.mktemp("fuzz-seed-pg"), postgres.create_database()
+    return data_dir, url, _seed(_settings(data_dir, url))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fuzz_app(request, tmp_path):
+    """The app over a private copy of the seeded data: what one operation writes, no other operation sees.
+
+    Both registries: the server tier runs on PostgreSQL, whose types (32-bit integers, strict text) refuse input
+    that SQLite stores without a word.
+    """
+    seed_dir, seed_url, ids = request.getfixturevalue("seeded" if request.param == "sqlite" else "seeded_pg")
     data_dir = tmp_path / "data"
-    shutil.copytree(seeded[0], data_dir)
-    settings = _settings(data_dir)
+    shutil.copytree(seed_dir, data_dir)
+    db_url = None
+    if seed_url:
+        postgres = request.getfixturevalue("postgres")
+        db_url = postgres.create_database(template_url=seed_url)
+        request.addfinalizer(lambda: postgres.drop_database(db_url))
+    settings = _settings(data_dir, db_url)
     registry, store = open_registry(settings.db_url), open_store(settings.tsdb_url)
     app = create_app(settings, registry=registry, store=store, stream=False)
     app.state.fuzz_headers = {role: auth_headers(settings, registry, role.value, role)
                               for role in (Role.admin, Role.chief)}
-    app.state.fuzz_ids = seeded[1]
+    app.state.fuzz_ids = ids
     yield app
     store.close()
     registry.close()
@@ -267,4 +286,5 @@ def test_every_operation_but_the_stream_is_fuzzed():
 def test_seeded_ids_match_path_parameters(seeded):
     # A renamed path parameter would quietly send every case back to the 404 path.
     used = {name for op in OPERATIONS for name in re.findall(r"\{(\w+)\}", op.path)}
-    assert set(seeded[1]) <= used, set(seeded[1]) - used
+    ids = seeded[2]
+    assert set(ids) <= used, set(ids) - used

@@ -19,7 +19,8 @@ from core.timeutil import utcnow
 router = APIRouter(prefix="/duty-roster", tags=["duty roster"])
 
 UTC = timezone.utc
-ShiftId = Annotated[int, Path(ge=1, le=2**63 - 1, description="shift id")]
+# 32-bit: duty_roster.id is INTEGER, and PostgreSQL refuses a larger number in the query itself.
+ShiftId = Annotated[int, Path(ge=1, le=2**31 - 1, description="shift id")]
 _SHIFT_FIELDS = tuple(n for n in DutyShift.model_fields if n != "id")
 # The roster holds e-mail addresses and phone numbers: duty staff and up read it, supervisors and admins change it.
 _READ, _WRITE = [Depends(STAFF)], [Depends(MANAGERS)]

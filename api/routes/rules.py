@@ -21,7 +21,8 @@ from core.rules import Rule
 
 router = APIRouter(prefix="/rules", tags=["rules"])
 
-RuleId = Annotated[int, Path(ge=1, le=2**63 - 1, description="rule id")]
+# 32-bit: rules.id is INTEGER, and PostgreSQL refuses a larger number in the query itself.
+RuleId = Annotated[int, Path(ge=1, le=2**31 - 1, description="rule id")]
 
 _RULE_FIELDS = tuple(n for n in Rule.model_fields if n != "id")
 # Words in Rule's cross-field messages that point at a field without being its name.
