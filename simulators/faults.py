@@ -6,7 +6,7 @@ one). It is a pure function of (spec, seed, station, due time) like the scenario
 no fault state and a CSV export gives the same stream.
 
 * stuck: every metric repeats its value at the fault's start.
-* spike: a share of reports (``rate``) carry ``magnitude`` added to one metric; the next report is normal.
+* spike: a share of reports (about ``rate``) carry ``magnitude`` added to one metric; the next report is normal.
 * dropout: no reports in the window (the stale-station check notices).
 * clock_drift: the RTU's clock gains ``drift_s_per_h`` (negative: loses), so timestamps stray from the truth.
 * duplicate: a share of reports are sent twice.
@@ -104,7 +104,9 @@ class FaultPlan:
         vals = dict(values(due)) if vals is None else vals
         for b in bounds:
             f = b.fault
-            if f.type == "spike" and self._hit(b, station.id, due):
+            # A spike is one odd report: never two in a row (two in a row would be a real change).
+            if f.type == "spike" and self._hit(b, station.id, due) \
+                    and not self._hit(b, station.id, due - station.interval_s):
                 metric = f.metric or next(iter(METRICS[station.kind.value]))
                 if metric in vals:
                     spec = METRICS[station.kind.value][metric]

@@ -118,7 +118,17 @@ def test_water_quality_rules(engine, registry):
                     Reading("VW9001", "village_water", "free_chlorine_mgl", t, 0.03),
                     Reading("VW9001", "village_water", "ph", t, 7.2)])
     got = {(a.rule, a.severity) for a in registry.list_alerts()}
-    assert got == {("turbidity", "yellow"), ("free_chlorine_low", "orange")}
+    assert got == {("free_chlorine_low", "orange")}  # turbidity waits for the next reading to confirm it
+    engine.process([Reading("VW9001", "village_water", "turbidity_ntu", t + timedelta(minutes=10), 1.3)])
+    (turbidity,) = [a for a in registry.list_alerts() if a.rule == "turbidity"]
+    assert (turbidity.severity, turbidity.started_at) == ("yellow", t)  # from the first reading above 1 NTU
+
+
+def test_a_single_turbidity_spike_is_a_data_quality_alert_not_a_water_quality_one(engine, registry):
+    t = T0
+    for i, ntu in enumerate([0.4, 0.5, 40.0, 0.4, 0.5]):
+        engine.process([Reading("VW9001", "village_water", "turbidity_ntu", t + timedelta(minutes=10 * i), ntu)])
+    assert {(a.rule, a.severity) for a in registry.list_alerts()} == {("turbidity_spike", "blue")}
 
 
 def test_restart_reloads_open_alerts_and_rain_from_store(settings, registry, stations, store):

@@ -30,15 +30,17 @@ def alerts_of(registry, rule):
 
 def test_flapping_around_a_threshold_gives_one_alert(settings, registry, stations):
     eng = make_engine(settings, registry)
-    # turbidity wobbling across 1 NTU every 10 minutes for 3 hours
+    # turbidity above 1 NTU twice in a row (the default rule wants the next reading to confirm), then wobbling
+    # across 1 NTU every 10 minutes for 3 hours
     for i in range(18):
-        eng.process([rd("VW9001", "village_water", "turbidity_ntu", 10 * i, 1.05 if i % 2 == 0 else 0.95)])
+        eng.process([rd("VW9001", "village_water", "turbidity_ntu", 10 * i, 1.05 if i % 2 == 0 or i == 1 else 0.95)])
     assert len(alerts_of(registry, "turbidity")) == 1  # hysteresis (0.1 NTU) holds it open
     (a,) = alerts_of(registry, "turbidity")
-    assert a.state == "active"
-    # a clear drop clears it; coming back within the reopen window reopens the same alert
+    assert (a.state, a.started_at) == ("active", T0)
+    # a clear drop clears it; coming back (confirmed) within the reopen window reopens the same alert
     eng.process([rd("VW9001", "village_water", "turbidity_ntu", 200, 0.5)])
     eng.process([rd("VW9001", "village_water", "turbidity_ntu", 210, 1.5)])
+    eng.process([rd("VW9001", "village_water", "turbidity_ntu", 215, 1.5)])
     assert [x.id for x in alerts_of(registry, "turbidity")] == [a.id]
     assert [e["event"] for e in registry.alert_events(a.id)] == ["raised", "cleared", "reopened"]
     assert [e[0] for e in eng.notifier.events] == ["raised", "cleared", "reopened"]
@@ -47,6 +49,7 @@ def test_flapping_around_a_threshold_gives_one_alert(settings, registry, station
     eng.process([rd("VW9001", "village_water", "turbidity_ntu", 260, 0.5)])
     assert registry.get_alert(a.id).state == "closed"
     eng.process([rd("VW9001", "village_water", "turbidity_ntu", 270, 1.5)])
+    eng.process([rd("VW9001", "village_water", "turbidity_ntu", 280, 1.5)])
     assert len(alerts_of(registry, "turbidity")) == 2
 
 
