@@ -265,7 +265,8 @@ class EmailChannel:
             f"Started:   {_fmt_times(p.get('started_at'), tz)}",
         ]
         if self.settings.public_url and p.get("state") in ("active", "acknowledged"):
-            lines += ["", f"Acknowledge: {self.settings.public_url.rstrip('/')}/api/v1/alerts/{p['id']}/ack"]
+            # The dashboard, not the API's POST /ack: a mail client can only open a link, and the page logs in.
+            lines += ["", f"Acknowledge on the dashboard: {self.settings.public_url.rstrip('/')}/#alert={p['id']}"]
         lines += ["", f"Delivery {d.delivery_id}"]
         msg.set_content("\n".join(lines) + "\n")
         return msg

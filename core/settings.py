@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     smtp_attempts: int = Field(default=3, ge=1, le=20)
     # Alerts milder than this are not e-mailed (MQTT and webhooks still carry them).
     email_min_severity: Literal["blue", "yellow", "orange", "red"] = "blue"
-    # Where people reach the API; e-mails carry {public_url}/api/v1/alerts/{id}/ack when set.
+    # Where people reach the API and dashboard; e-mails link to {public_url}/#alert={id} when set.
     public_url: str | None = None
     # design.md §5: unacknowledged red alerts are notified again, escalating one roster rank each round.
     renotify_interval_s: float = Field(default=600.0, gt=0)

@@ -133,9 +133,9 @@ def watched(browser: Browser, demo: Demo) -> Iterator[Watched]:
     w.close()
 
 
-def _log_in(w: Watched, demo: Demo) -> Page:
+def _log_in(w: Watched, demo: Demo, path: str = "/") -> Page:
     page = w.page
-    page.goto(f"{demo.base}/")
+    page.goto(f"{demo.base}{path}")
     expect(page.locator("#login")).to_be_visible()
     page.fill("#login-username", demo.username)
     page.fill("#login-password", demo.password)
@@ -189,6 +189,24 @@ def test_storm_alert_is_shown_and_acknowledged_from_the_page(watched: Watched, d
     page.locator("#station").screenshot(path=str(ARTIFACTS / "dashboard-station.png"))
     page.screenshot(path=str(ARTIFACTS / "dashboard-full.png"), full_page=True)
     watched.check_clean()
+
+
+def test_an_e_mail_link_opens_the_page_on_its_alert(watched: Watched, demo: Demo):
+    """The alert e-mail links to /#alert={id}: after the login the page marks that alert and shows its station."""
+    assert wait_for(lambda: bool(_open_alerts(demo)), 90, 0.5), "the storm raised no alert"
+    alert = _open_alerts(demo)[-1]
+    alert_id = alert["id"]
+    page = _log_in(watched, demo, f"/#alert={alert_id}")
+    expect(page.locator("#station")).to_be_visible()
+    expect(page.locator("#station-meta")).to_contain_text(alert["station_id"])
+    # Still open (the storm may have cleared it meanwhile, and then the page says so instead):
+    row_or_note = page.locator(f'#alerts li.alert.focus[data-alert-id="{alert_id}"], #toasts .toast-info')
+    expect(row_or_note.first).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "dashboard-linked-alert.png"))
+
+    page.evaluate("location.hash = '#alert=999999999'")  # a link to nothing: said, not a broken page
+    expect(page.locator("#toasts .toast-error")).to_contain_text("999999999")
+    watched.check_clean(allowed_missing=("/api/v1/bulletin", "/api/v1/alerts/999999999"))
 
 
 def test_language_switch_from_chinese_to_english(watched: Watched, demo: Demo):

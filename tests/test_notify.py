@@ -310,7 +310,7 @@ def test_email_goes_to_the_first_on_duty_person(settings, registry, smtp, notifi
     assert "Rule:      rainstorm (rain_mm)" in body
     assert "Value:     112.5" in body and "Threshold: 100" in body
     assert "2026-06-28 14:05:00 Asia/Shanghai (2026-06-28 06:05:00 UTC)" in body
-    assert f"Acknowledge: https://water.example.org/api/v1/alerts/{alert.id}/ack" in body
+    assert f"Acknowledge on the dashboard: https://water.example.org/#alert={alert.id}" in body
 
     [(event, detail)] = attempts(registry, alert.id, "email")
     assert event == "notified" and "王伟 <wang@example.org>" in detail and "li@" not in detail

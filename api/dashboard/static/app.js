@@ -20,6 +20,7 @@ const $ = (id) => document.getElementById(id);
 const st = {
   map: null, stations: new Map(), alerts: null, rain: null, reservoirs: null, wq: null, chiefs: null,
   selected: null, detail: null, metric: null, readings: null, source: null, timers: [], pending: null,
+  focusId: null, linkDone: null,
 };
 
 // ------------------------------------------------------------------ session
@@ -87,7 +88,37 @@ async function loadAlerts() {
     st.alerts = [...active, ...acked];
     renderAlerts();
     renderKpis();
-  } catch (err) { handle(err); }
+  } catch (err) { return handle(err); }
+  await focusLinkedAlert();
+}
+
+// A notification's link (/#alert=42, in the e-mail) opens the dashboard on that alert, after the login if need be:
+// its row marked and its station's panel open; one that is over by now says so.
+function linkedAlertId() {
+  const m = /^#alert=(\d{1,18})$/.exec(location.hash);
+  return m ? Number(m[1]) : null;
+}
+
+async function focusLinkedAlert() {
+  const id = linkedAlertId();
+  if (id === null || id === st.linkDone || st.alerts === null) return;
+  st.linkDone = id;
+  st.focusId = id;
+  renderAlerts();
+  const open = st.alerts.find((a) => a.id === id);
+  if (open) {
+    document.querySelector(`#alerts li.alert[data-alert-id="${id}"]`)?.scrollIntoView({ block: "center" });
+    await selectStation(open.station_id);
+    return;
+  }
+  try {
+    const over = await api(`/api/v1/alerts/${id}`);
+    toast(t("alerts.link_over", { id }), "info");
+    await selectStation(over.station_id);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 404) toast(t("alerts.link_missing", { id }), "error");
+    else handle(err);
+  }
 }
 
 async function loadRain() {
@@ -220,7 +251,7 @@ function alertItem(a) {
     action = h("span", { class: "acked pending" }, t(`state.${a.severity}`));
   }
   return h("li", {
-    class: `alert sev-${a.severity} state-${a.state}`, dataset: { alertId: a.id, state: a.state, stationId: a.station_id },
+    class: `alert sev-${a.severity} state-${a.state}${a.id === st.focusId ? " focus" : ""}`, dataset: { alertId: a.id, state: a.state, stationId: a.station_id },
     tabindex: 0, onclick: () => selectStation(a.station_id),
   },
   h("span", { class: "sev-badge" }, t(`state.${a.severity}`)),
@@ -494,6 +525,7 @@ function init() {
     renderMapCard();
   });
   $("station-metric").addEventListener("change", (ev) => { st.metric = ev.target.value; loadChart(); });
+  window.addEventListener("hashchange", () => { st.linkDone = null; focusLinkedAlert(); });
   if (session()) startApp(); else showLogin("");
 }
 

@@ -46,6 +46,8 @@ export default {
   "alerts.value": "value {value}",
   "alerts.threshold": "threshold {value}",
   "alerts.ack_failed": "Acknowledge failed: {why}",
+  "alerts.link_over": "Alert {id} is no longer open: cleared or closed",
+  "alerts.link_missing": "No alert {id}",
   "alerts.new": "New alert",
   "alerts.read_only": "Your role can view alerts only",
   "event.raised": "Alert raised",

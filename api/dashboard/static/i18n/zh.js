@@ -46,6 +46,8 @@ export default {
   "alerts.value": "实测 {value}",
   "alerts.threshold": "阈值 {value}",
   "alerts.ack_failed": "确认失败：{why}",
+  "alerts.link_over": "告警 {id} 已解除或关闭",
+  "alerts.link_missing": "没有告警 {id}",
   "alerts.new": "新预警",
   "alerts.read_only": "当前角色只能查看预警",
   "event.raised": "新预警",
