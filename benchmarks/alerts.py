@@ -7,7 +7,8 @@
    of normal readings (``--rate``, default 2,000 readings/s, one reading per QoS 1 message, flow-controlled)
    that raise nothing; every ``--probe-interval`` (200 ms) a second publisher sends one reading that raises a
    fresh alert on a station not probed before (a river level 0.5 m above its guaranteed level -> red
-   ``river_level``; turbidity 5 NTU at a village water point -> orange ``turbidity``). A local HTTP server in
+   ``river_level``; turbidity 5 NTU at a village water point -> orange ``turbidity``, the probe being the
+   reading that confirms a first one sent, 10 min earlier in data time, before the warm-up). A local HTTP server in
    this process is the service's only webhook (``SMARTWATER_WEBHOOK_URLS``); latency = webhook receipt time -
    probe publish time (both ``time.time()`` in this process), matched by station id. Every probe must arrive.
 2. **evaluation** -- an in-process ``AlertEngine`` (no-op notifier) over ``--stations`` (10,000: 2,000 rain
@@ -296,6 +297,16 @@ def run_latency(root: Path, args: argparse.Namespace) -> dict:
         n_probes = min(len(plan), int(args.duration / args.probe_interval))
         plan = plan[:n_probes]
         probed: set[tuple[str, str]] = set()
+        # The turbidity rule wants an exceedance confirmed by the next reading: each village probe gets its first
+        # reading above the limit now, 10 min back in data time, and the probe is the confirming one. Those
+        # stations get no background readings, which would break the run of readings above the limit.
+        t_first = utcnow() - timedelta(minutes=10)
+        for st, metric, value in plan:
+            if metric == "turbidity_ntu":
+                probed.add((st.id, metric))
+                probe_pub.publish(topic_for(st.kind.value, st.id), encode(t_first, {metric: value}))
+        if not probe_pub.flush(30):
+            raise RuntimeError("the broker did not take the village probes' first readings")
         background = BackgroundLoad(bg_pub, stations, args.rate, probed)
         cpu0 = threads0 = None
         broker_cpu0 = proc_cpu(broker.proc.pid)
