@@ -5,8 +5,9 @@ rules out.
 One pytest item per registry and operation (``test_admin_fuzz[postgresql-POST /api/v1/rules]``), so a failure
 names the route. The app runs in-process (ASGI) over a real registry (SQLite, then PostgreSQL) and store, seeded
 once and copied afresh for every operation, so each operation sees the same stations, readings, alerts, rules,
-shifts, chiefs, patrols and issues whatever ran before it. Every request carries an admin's token (every operation is reachable); the read operations run a
-second time as a river chief, whose object-level filtering takes other code paths.
+shifts, chiefs, patrols and issues whatever ran before it. Every request carries an admin's token (every
+operation is reachable); the read operations run a second time as a river chief, whose object-level filtering
+takes other code paths.
 
 Bounded and reproducible: at most ``FUZZ_EXAMPLES`` cases per operation (SMARTWATER_FUZZ_EXAMPLES, default 25),
 valid and invalid ones, derandomised (the same cases on every run, so a CI failure reproduces locally), no example
