@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from itertools import chain
-from typing import Any, Iterable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 import numpy as np
 
@@ -160,6 +160,7 @@ class AlertEngine:
         self.cleared: dict[tuple[str, str], Alert] = {}  # within the reopen window
         self.last_seen: dict[str, datetime] = {}
         self._pending: dict[tuple[str, str], datetime] = {}  # condition true since (for min_duration)
+        self.write_failures = 0  # transitions the registry refused; each is tried again with the next reading
         self._rules_loaded_at = 0.0
         self._slots: dict[tuple[str, str], Slot] = {}  # by (station, metric)
         self._levels: dict[str, list] = {}  # rule name → its levels, shared by the slots built with them
@@ -489,11 +490,17 @@ class AlertEngine:
     def close_expired(self, now: datetime) -> int:
         """Close cleared alerts whose reopen window has passed (data time ``now``)."""
         done = [k for k, a in self.cleared.items() if a.cleared_at is None or now - a.cleared_at > self.reopen]
+        closed = 0
         for key in done:
-            alert = self.cleared.pop(key)
+            alert = self.cleared[key]
+            before = _snapshot(alert)
             alert.state = AlertState.closed.value
-            self.registry.save_alert(alert, "closed", now, "no recurrence within the reopen window")
-        return len(done)
+            if self._written(lambda a=alert: self.registry.save_alert(a, "closed", now,
+                                                                      "no recurrence within the reopen window"),
+                             alert, "closed", now, before):
+                del self.cleared[key]
+                closed += 1
+        return closed
 
     # -- lifecycle --------------------------------------------------------
     def _apply(self, st: Station, rule: Rule, metric: str, ts: datetime, v: Verdict) -> None:
@@ -531,7 +538,8 @@ class AlertEngine:
         self._pending.pop(key, None)
         recent = self.cleared.pop(key, None)
         if recent is not None and recent.cleared_at is not None and ts - recent.cleared_at <= self.reopen:
-            self._reopen(key, recent, v, ts)
+            if not self._reopen(key, recent, v, ts):
+                self.cleared[key], self._pending[key] = recent, since
             return
         if recent is not None:
             self.cleared[key] = recent
@@ -539,7 +547,9 @@ class AlertEngine:
         alert = Alert(station_id=st.id, kind=st.kind.value, rule=rule.name, metric=metric, severity=v.raw,
                       state=AlertState.active.value, started_at=since, updated_at=ts, value=v.value,
                       threshold=v.threshold, message=v.message)
-        self.registry.insert_alert(alert)
+        if not self._written(lambda: self.registry.insert_alert(alert), alert, "raised", ts):
+            self._pending[key] = since  # the next reading raises it, still from when the condition began
+            return
         self.open[key] = alert
         log.info("alert raised", extra=kv(id=alert.id, station=st.id, rule=rule.name, severity=alert.severity,
                                           value=v.value, data_time=since.isoformat()))
@@ -547,32 +557,72 @@ class AlertEngine:
 
     def _escalate(self, alert: Alert, v: Verdict, ts: datetime) -> None:
         previous = alert.severity
+        before = _snapshot(alert)
         alert.severity, alert.threshold, alert.message = v.raw, v.threshold, v.message
         alert.value, alert.updated_at = v.value, ts
         # An escalation needs fresh eyes even if the milder alert was acknowledged.
         alert.state = AlertState.active.value
-        self.registry.save_alert(alert, "escalated", ts, f"{previous} → {alert.severity}")
+        if not self._written(lambda: self.registry.save_alert(alert, "escalated", ts, f"{previous} → {alert.severity}"),
+                             alert, "escalated", ts, before):
+            return
         log.info("alert escalated", extra=kv(id=alert.id, station=alert.station_id, rule=alert.rule,
                                              severity=alert.severity, data_time=ts.isoformat()))
         self.notifier.notify(alert, "escalated")
 
     def _clear(self, key: tuple[str, str], alert: Alert, ts: datetime, value: float) -> None:
+        before = _snapshot(alert)
         alert.state, alert.cleared_at, alert.updated_at, alert.value = AlertState.cleared.value, ts, ts, value
-        self.registry.save_alert(alert, "cleared", ts, "condition ended")
+        if not self._written(lambda: self.registry.save_alert(alert, "cleared", ts, "condition ended"),
+                             alert, "cleared", ts, before):
+            return  # still open: the next reading clears it
         del self.open[key]
         self.cleared[key] = alert
         log.info("alert cleared", extra=kv(id=alert.id, station=alert.station_id, rule=alert.rule,
                                            data_time=ts.isoformat()))
         self.notifier.notify(alert, "cleared")
 
-    def _reopen(self, key: tuple[str, str], alert: Alert, v: Verdict, ts: datetime) -> None:
+    def _reopen(self, key: tuple[str, str], alert: Alert, v: Verdict, ts: datetime) -> bool:
         # Flapping around a threshold: the same alert comes back instead of a new one.
+        before = _snapshot(alert)
         alert.state, alert.cleared_at, alert.updated_at, alert.value = AlertState.active.value, None, ts, v.value
         if _rank(v.raw) > _rank(alert.severity):
             alert.severity, alert.threshold, alert.message = v.raw, v.threshold, v.message
-        self.registry.save_alert(alert, "reopened", ts, "condition returned within the reopen window")
+        if not self._written(lambda: self.registry.save_alert(alert, "reopened", ts,
+                                                              "condition returned within the reopen window"),
+                             alert, "reopened", ts, before):
+            return False
         self.open[key] = alert
         self.notifier.notify(alert, "reopened")
+        return True
+
+    def _written(self, write: Callable[[], object], alert: Alert, event: str, ts: datetime,
+                 before: dict[str, Any] | None = None) -> bool:
+        """Run a registry write of a transition; if it fails, put the alert back as it was and say so.
+
+        The engine's state must never run ahead of the registry: an escalation held only in memory would never be
+        written or notified, as the next reading finds nothing left to escalate. Left as it was, the transition is
+        simply made again by the next reading (5–15 min later), when the registry is back.
+        """
+        try:
+            write()
+            return True
+        except Exception:  # noqa: BLE001 - any failure of the registry: locked, restarting, unreachable
+            if before is not None:
+                for field, value in before.items():
+                    setattr(alert, field, value)
+            self.write_failures += 1
+            log.error("registry write failed; the alert is left as it was and the next reading tries again",
+                      exc_info=True, extra=kv(station=alert.station_id, rule=alert.rule, event=event,
+                                              data_time=ts.isoformat()))
+            return False
+
+
+_MUTABLE = ("severity", "state", "threshold", "message", "value", "updated_at", "cleared_at")
+
+
+def _snapshot(alert: Alert) -> dict[str, Any]:
+    """What a transition changes on an alert, to put back if the registry refuses it."""
+    return {f: getattr(alert, f) for f in _MUTABLE}
 
 
 def reference_limits(st: Station, rule: Rule, design_margin_m: float) -> list[float]:

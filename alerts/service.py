@@ -79,6 +79,7 @@ class AlertService(MqttConsumer):
             "client_id": self.client_id,
             "stations": len(self.engine.stations),
             "readings_evaluated": self.readings_seen,
+            "registry_write_failures": self.engine.write_failures,
             "open_alerts": self._open_by_severity(),
             "data_clock": None if clock is None else clock.isoformat(),
             "data_lag_s": self._lag_s(clock),
@@ -95,6 +96,7 @@ class AlertService(MqttConsumer):
         for severity in SEVERITY_ORDER:
             metrics.OPEN_ALERTS.labels(severity).set_function(lambda s=severity: self._open_by_severity().get(s, 0))
         metrics.LAG.set_function(lambda: nan if (lag := self._lag_s(self._data_clock())) is None else lag)
+        metrics.WRITE_FAILURES.set_function(lambda: self.engine.write_failures)
         super().start()
 
     def stop(self) -> None:

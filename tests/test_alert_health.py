@@ -34,10 +34,11 @@ def test_alert_health_and_metrics(settings, registry, store, stations):
         metrics = httpx.get(f"{base}/metrics", timeout=5).text
         assert 'smartwater_alerts_readings_evaluated_total{kind="river"}' in metrics
         assert 'smartwater_alerts_open{severity="red"} 1.0' in metrics
+        assert "smartwater_alerts_registry_write_failures 0.0" in metrics
         h = httpx.get(f"{base}/healthz", timeout=5)
         body = h.json()
         assert h.status_code == 200 and body["status"] == "ok" and body["stations"] == len(stations)
-        assert body["readings_evaluated"] == 1
+        assert body["readings_evaluated"] == 1 and body["registry_write_failures"] == 0
         assert body["open_alerts"] == {"red": 1} and 0 <= body["data_lag_s"] < 60
         assert httpx.get(f"{base}/nothing", timeout=5).status_code == 404
     finally:

@@ -1,8 +1,11 @@
 """Rule types and the alert lifecycle, against a real (SQLite) registry."""
 
+import sqlite3
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from sqlalchemy import event
 
 from alerts.engine import AlertEngine
 from core.domain import Reading, Station
@@ -146,3 +149,61 @@ def test_seasonal_flood_limit_uses_the_local_date(settings, registry):
     eng = make_engine(settings, registry)
     eng.process([Reading("RS9100", "reservoir", "water_level_m", datetime(2026, 5, 31, 17, tzinfo=timezone.utc), 51)])
     assert [a.threshold for a in alerts_of(registry, "reservoir_level")] == [50.0]
+
+
+@pytest.fixture
+def write_locked(settings, registry):
+    """Hold the registry file's write lock from another connection (as a long backup or migration would): while
+    held, the engine's writes fail with "database is locked" after 0.1 s instead of the usual 30 s."""
+    @event.listens_for(registry.engine, "connect")
+    def _short_wait(dbapi_conn, _rec):
+        dbapi_conn.execute("PRAGMA busy_timeout=100")
+
+    registry.engine.dispose()  # reconnect with the short wait
+    holder = sqlite3.connect(settings.db_url.removeprefix("sqlite:///"), isolation_level=None)
+
+    @contextmanager
+    def locked():
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+
+    yield locked
+    holder.close()
+
+
+def test_a_registry_refusing_writes_delays_transitions_but_loses_none(settings, registry, stations, write_locked):
+    eng = make_engine(settings, registry, [r for r in default_rules() if r.name == "river_level"])
+    key = ("RV9001", "river_level")
+
+    def level_alerts():
+        return alerts_of(registry, "river_level")
+
+    def notified():
+        return [(e, sev) for e, sid, rule, sev in eng.notifier.events if rule == "river_level"]
+
+    with write_locked():
+        eng.process([rd("RV9001", "river", "water_level_m", 0, 10.2)])  # above the warning level: orange
+    assert level_alerts() == [] and key not in eng.open and notified() == []
+    assert eng.write_failures == 1
+    eng.process([rd("RV9001", "river", "water_level_m", 10, 10.3)])
+    (a,) = level_alerts()
+    assert (a.severity, a.started_at) == ("orange", T0)  # from the first reading above, as if nothing had failed
+
+    with write_locked():
+        eng.process([rd("RV9001", "river", "water_level_m", 20, 11.8)])  # above the guaranteed level: red
+    assert registry.get_alert(a.id).severity == eng.open[key].severity == "orange"  # memory never runs ahead
+    eng.process([rd("RV9001", "river", "water_level_m", 30, 11.9)])
+    assert registry.get_alert(a.id).severity == "red"
+
+    with write_locked():
+        eng.process([rd("RV9001", "river", "water_level_m", 40, 9.0)])
+    assert registry.get_alert(a.id).state == eng.open[key].state == "active"
+    eng.process([rd("RV9001", "river", "water_level_m", 50, 9.0)])
+    assert registry.get_alert(a.id).state == "cleared"
+
+    assert [e["event"] for e in registry.alert_events(a.id)] == ["raised", "escalated", "cleared"]
+    assert notified() == [("raised", "orange"), ("escalated", "red"), ("cleared", "red")]
+    assert eng.write_failures == 3
