@@ -15,7 +15,10 @@ DB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SMARTWATER_", env_file=".env", extra="ignore")
+    # An empty variable is an unset one: compose passes optional settings as ${VAR:-}, and SMARTWATER_SMTP_PORT=
+    # must mean "the default port", not "not a number".
+    model_config = SettingsConfigDict(env_prefix="SMARTWATER_", env_file=".env", extra="ignore",
+                                      env_ignore_empty=True)
 
     data_dir: Path = Path("data")
 

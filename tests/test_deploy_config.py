@@ -66,19 +66,28 @@ def test_every_smartwater_variable_in_compose_is_a_setting():
                 assert var in SETTINGS_ENV, f"{name}: {var} is not read by core.settings.Settings"
 
 
-def test_services_wire_the_stores_and_broker_they_need():
+def test_services_wire_the_stores_and_broker_they_need(monkeypatch):
     services = _compose()["services"]
     stages = _stages(services)
     assert {"init", "ingest-1", "ingest-2", "alerts", "api", "simulator"} <= set(stages)
+    for name in [k for k in os.environ if k.startswith("SMARTWATER_")]:
+        monkeypatch.delenv(name)
     for name, svc in stages.items():
         env = _service_env(svc)
         for var in ("SMARTWATER_TSDB_URL", "SMARTWATER_DB_URL"):
             assert var in env, f"{name} lacks {var}"
-        # The URLs must be ones the code accepts (placeholders filled with dummy secrets).
+        # Read as the container reads them: from its environment, placeholders filled with dummy secrets and
+        # optional ones (${VAR:-}) left empty, which must mean the default.
         filled = {k: _fill(v) for k, v in env.items() if k.startswith("SMARTWATER_")}
-        s = Settings(**{k.removeprefix("SMARTWATER_").lower(): v for k, v in filled.items()}, _env_file=None)
+        with monkeypatch.context() as m:
+            for k, v in filled.items():
+                m.setenv(k, v)
+            s = Settings(_env_file=None)
         assert (s.mqtt.host, s.mqtt.port) == ("mosquitto", 1883), name
         assert s.display_timezone == "Asia/Shanghai"
+        if name == "alerts":  # the optional channels reach the alert stage, and are off unless set
+            assert {"SMARTWATER_SMTP_HOST", "SMARTWATER_PUBLIC_URL", "SMARTWATER_WEBHOOK_SECRET"} <= set(env)
+            assert (s.smtp_host, s.smtp_port, s.smtp_starttls, s.public_url) == (None, 587, True, None)
     ingest_envs = [_service_env(services[n]) for n in ("ingest-1", "ingest-2")]
     assert {e["SMARTWATER_INGEST_WORKER_ID"] for e in ingest_envs} == {"1", "2"}
     assert {e["SMARTWATER_INGEST_SHARED_GROUP"] for e in ingest_envs} == {"ingest"}
