@@ -129,6 +129,14 @@ VILLAGE = Station(id="VW9001", kind="village_water", name="Test village", town="
 TEST_STATIONS = [RESERVOIR, RIVER, GAUGE, VILLAGE]
 
 
+@pytest.fixture(scope="session")
+def district() -> list[Station]:
+    """The generated demo district (default seed), made once and shared: tests only read it."""
+    from simulators import generate_district
+
+    return generate_district()
+
+
 @pytest.fixture
 def stations(registry):
     registry.upsert_stations(TEST_STATIONS)

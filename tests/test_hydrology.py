@@ -13,7 +13,7 @@ import pytest
 from core.domain import Kind, Station
 from core.mqtt import MqttConsumer, wait_for
 from core.payload import decode
-from simulators import Scenario, Simulator, generate_district
+from simulators import Scenario, Simulator
 from simulators.export import count_reports, write_csv
 from simulators.faults import FaultPlan
 from simulators.hydrology import Rating, ReservoirModel, route, runoff
@@ -24,11 +24,6 @@ from simulators.spec import SensorFault, load_scenario, parse_duration, parse_sc
 CST = timezone(timedelta(hours=8))
 START = datetime(2026, 6, 28, 8, 0, tzinfo=CST)  # main flood season
 HOUR = 3600
-
-
-@pytest.fixture(scope="module")
-def district() -> list[Station]:
-    return generate_district()
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,12 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
-
 from alerts.engine import AlertEngine
 from core.domain import Alert, Kind, Station
 from core.payload import decode, encode, topic_for
 from core.registry import open_registry
 from core.rules import default_rules
 from core.settings import Settings
-from simulators import generate_district
 from simulators.district import DEFAULT_SEED
 from simulators.export import reports
 from simulators.faults import FaultPlan
@@ -36,11 +33,6 @@ DATA_QUALITY = {"level_stuck", "turbidity_spike", "stale_station"}
 # Villages in the run besides those a scenario names: enough for seeded picks and for controls, few enough
 # to keep the test in seconds (a fault naming a kind picks among the stations of that kind in the run).
 VILLAGES = 60
-
-
-@pytest.fixture(scope="module")
-def district() -> list[Station]:
-    return generate_district()
 
 
 def without_villages(district: list[Station]) -> list[Station]:

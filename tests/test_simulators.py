@@ -25,11 +25,6 @@ START = datetime(2026, 6, 28, 8, 0, tzinfo=CST)  # main flood season
 HOUR = 3600
 
 
-@pytest.fixture(scope="module")
-def district() -> list[Station]:
-    return generate_district()
-
-
 def by_kind(stations: list[Station], kind: Kind) -> list[Station]:
     return [s for s in stations if s.kind == kind]
 
