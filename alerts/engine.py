@@ -22,6 +22,7 @@ from alerts.evaluate import (Verdict, evaluate_point, evaluate_rain, haversine_k
                              rule_levels)
 from alerts.window_matrix import RowWindow, SeriesMatrix
 from alerts.windows import SeriesWindow
+from core.catalog import StationCatalog, overdue_at
 from core.domain import SEVERITY_ORDER, Alert, AlertState, Reading, Station
 from core.logs import kv
 from core.registry import Registry
@@ -138,12 +139,16 @@ class AlertEngine:
     # like the service's one message at a time, reading by reading. Both give the same results.
     batch_min = 64
 
-    def __init__(self, settings: Settings, registry: Registry, notifier: Notifier) -> None:
+    def __init__(self, settings: Settings, registry: Registry, notifier: Notifier,
+                 catalog: StationCatalog | None = None) -> None:
         from alerts.batch import BatchPass
 
         self.settings = settings
         self.registry = registry
         self.notifier = notifier
+        # The stations, refreshed when due: a station added or edited while we run is evaluated as it stands.
+        self.catalog = catalog or StationCatalog.of(registry, settings.station_refresh_s)
+        self._catalog_version = -1
         self.tz = zone(settings.display_timezone)
         self.reopen = timedelta(seconds=settings.alerts_reopen_s)
         self._stations = StationMap()
@@ -221,13 +226,27 @@ class AlertEngine:
         return int((self._wm != NO_TIME).sum())
 
     def load(self) -> None:
-        self.stations = {s.id: s for s in self.registry.list_stations()}
-        self._sync_index()
+        self.catalog.refresh()
+        self._take_catalog()
         self.load_rules()
         for a in self.registry.open_alerts():
             self.open[(a.station_id, a.rule)] = a
         for a in self.registry.list_alerts(state=AlertState.cleared.value, limit=10_000):
             self.cleared[(a.station_id, a.rule)] = a
+
+    def refresh_stations(self) -> None:
+        """Take the catalogue's stations when it has newer ones (refreshing it first when due)."""
+        try:
+            self.catalog.refresh_if_due()
+        except Exception:  # noqa: BLE001 - the registry is down: keep evaluating with the stations we have
+            log.warning("station refresh failed; keeping the previous stations", exc_info=True)
+        if self.catalog.version != self._catalog_version:
+            self._take_catalog()
+
+    def _take_catalog(self) -> None:
+        self.stations = dict(self.catalog.stations)
+        self._catalog_version = self.catalog.version
+        self._sync_index()
         gauges = [s for s in self.stations.values() if s.kind.value == "rain"]
         self._gauge_villages = defaultdict(list)
         if gauges:
@@ -363,6 +382,8 @@ class AlertEngine:
     def process(self, readings: Iterable[Reading]) -> None:
         if time.monotonic() - self._rules_loaded_at > RULES_RELOAD_S:
             self.load_rules()
+        if self.catalog.age_s() >= self.catalog.refresh_s or self.catalog.version != self._catalog_version:
+            self.refresh_stations()
         version = self._stations.version
         if version != self._indexed_version:
             self._sync_index()
@@ -473,7 +494,7 @@ class AlertEngine:
                 last = self.last_seen.get(st.id)
                 if last is None:
                     continue  # never reported since we started: nothing to compare with yet
-                overdue = last + timedelta(seconds=limit * st.interval_s)
+                overdue = overdue_at(last, st, limit)
                 if now > overdue:
                     silent = (now - last).total_seconds()
                     sev = rule.levels[0].severity.value

@@ -44,6 +44,9 @@ class AlertService(MqttConsumer):
         self.scheduler.every(30, lambda: self._at_data_clock(self.engine.check_stale), "stale", "stale-station check")
         self.scheduler.every(60, lambda: self._at_data_clock(self.engine.close_expired), "close",
                              "close cleared alerts after the reopen window")
+        # Also without readings to trigger it: a reading of a station added since must find it known.
+        self.scheduler.every(settings.station_refresh_s, self._refresh_stations, "stations",
+                             "refresh the station catalogue")
         patrols = PatrolRepo(registry.engine, settings)
         self.scheduler.every(settings.issue_overdue_check_s, lambda: notify_overdue(patrols, self.notifier),
                              "overdue_issues", "notify river-chief issues past their deadline")
@@ -57,6 +60,14 @@ class AlertService(MqttConsumer):
             clock = self.engine.data_clock
             if clock is not None:
                 check(clock)
+
+    def _refresh_stations(self) -> None:
+        try:
+            self.engine.catalog.refresh_if_due()  # the registry query outside the lock: readings keep flowing
+        except Exception:  # noqa: BLE001 - keep the stations we have; the next run tries again
+            log.warning("station refresh failed; keeping the previous stations", exc_info=True)
+        with self._lock:
+            self.engine.refresh_stations()
 
     def _open_by_severity(self) -> dict[str, int]:
         with self._lock:
@@ -105,13 +116,22 @@ class AlertService(MqttConsumer):
         self.notifier.drain()
         self.notifier.stop()
 
+    def _decode(self, msg: mqtt.MQTTMessage, stations) -> list:  # noqa: ANN001
+        return decode(msg.topic, msg.payload, stations, utcnow(), max_bytes=self.settings.ingest_max_payload_bytes,
+                      max_future_s=self.settings.ingest_max_future_s)
+
     def handle(self, msg: mqtt.MQTTMessage) -> None:
         if not is_reading_topic(msg.topic):
             return
+        catalog = self.engine.catalog
         try:
-            readings = decode(msg.topic, msg.payload, self.engine.stations, utcnow(),
-                              max_bytes=self.settings.ingest_max_payload_bytes,
-                              max_future_s=self.settings.ingest_max_future_s)
+            try:
+                readings = self._decode(msg, catalog.stations)
+            except Rejected as rej:
+                # A station registered since the catalogue's last load: look again (at most every few seconds).
+                if rej.reason != "unknown_station" or not catalog.refresh_for_unknown(msg.topic.rsplit("/", 1)[-1]):
+                    raise
+                readings = self._decode(msg, catalog.stations)
         except Rejected:
             return  # ingest records it as a dead letter
         with self._lock:

@@ -28,6 +28,9 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from core.domain import METRICS, SEVERITY_ORDER, Kind, Severity
 
+# A stale rule without ``params.intervals``: silent for this many reporting intervals (docs/alert-semantics.md).
+DEFAULT_STALE_INTERVALS = 3
+
 
 class RuleType(str, enum.Enum):
     threshold = "threshold"
@@ -115,7 +118,7 @@ class Rule(BaseModel):
             if not isinstance(w, (int, float)) or not 0 < w <= 24:
                 raise ValueError("params.window_h must be in (0, 24]")
         if self.type == RuleType.stale:
-            n = self.params.setdefault("intervals", 3)
+            n = self.params.setdefault("intervals", DEFAULT_STALE_INTERVALS)
             if not isinstance(n, (int, float)) or not 1 <= n <= 1000:
                 raise ValueError("params.intervals must be in 1..1000")
         if self.type == RuleType.stuck:

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     alerts_metrics_host: str = "127.0.0.1"
     alerts_metrics_port: int = Field(default=9109, ge=0, le=65535)
 
+    # -- station catalogue (core/catalog.py), shared by ingest and alerts --
+    # How old the in-memory stations may get before a reload: a station added or a reference level edited in
+    # the registry reaches ingest and the alert engine within this time (an unknown id reloads sooner).
+    station_refresh_s: float = Field(default=30.0, gt=0)
+
     alerts_reservoir_design_margin_m: float = Field(default=1.0, ge=0)
     # A cleared alert whose condition returns within this much data time is reopened, not duplicated.
     alerts_reopen_s: float = Field(default=1800.0, ge=0)

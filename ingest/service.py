@@ -1,6 +1,6 @@
 """The ingestor: a persistent QoS 1 MQTT session whose messages are acknowledged only after the
-batch holding them is written (design.md §2). A crash before the write means the broker redelivers;
-writes are idempotent, so redelivery is harmless.
+batch holding them is written (docs/architecture.md, "Ingest"). A crash before the write means the broker
+redelivers; writes are idempotent, so redelivery is harmless.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 
-from core.domain import DeadLetter, Reading, Station
+from core.catalog import StationCatalog
+from core.domain import DeadLetter, Reading
 from core.logs import kv
 from core.mqtt import MqttConsumer
 from core.payload import Rejected, decode, is_reading_topic
@@ -25,7 +26,6 @@ from ingest import metrics as m
 
 log = logging.getLogger("ingest")
 
-STATION_REFRESH_S = 30.0
 MAX_BACKOFF_S = 30.0
 
 
@@ -69,8 +69,7 @@ class Ingestor(MqttConsumer):
         self.registry = registry
         self.store = store
         self.stats = IngestStats()
-        self._stations: dict[str, Station] = {}
-        self._stations_loaded_at = 0.0
+        self.catalog = StationCatalog.of(registry, settings.station_refresh_s)
         self._lock = threading.Lock()
         self._batch = _Batch()
         self._wake = threading.Event()
@@ -103,8 +102,7 @@ class Ingestor(MqttConsumer):
         super().stop()
 
     def reload_stations(self) -> None:
-        self._stations = {s.id: s for s in self.registry.list_stations()}
-        self._stations_loaded_at = time.monotonic()
+        self.catalog.refresh()
 
     @property
     def pending(self) -> int:
@@ -163,13 +161,14 @@ class Ingestor(MqttConsumer):
 
     def _decode(self, topic: str, payload: bytes, now) -> list[Reading]:
         try:
-            return decode(topic, payload, self._stations, now, max_bytes=self.settings.ingest_max_payload_bytes,
+            return decode(topic, payload, self.catalog.stations, now,
+                          max_bytes=self.settings.ingest_max_payload_bytes,
                           max_future_s=self.settings.ingest_max_future_s)
         except Rejected as rej:
-            # A station registered after we loaded the registry: look again, at most every few seconds.
-            if rej.reason == "unknown_station" and time.monotonic() - self._stations_loaded_at > 5:
-                self.reload_stations()
-                return decode(topic, payload, self._stations, now, max_bytes=self.settings.ingest_max_payload_bytes,
+            # A station registered after we loaded the registry: the catalogue looks again, at most every few s.
+            if rej.reason == "unknown_station" and self.catalog.refresh_for_unknown(topic.rsplit("/", 1)[-1]):
+                return decode(topic, payload, self.catalog.stations, now,
+                              max_bytes=self.settings.ingest_max_payload_bytes,
                               max_future_s=self.settings.ingest_max_future_s)
             raise
 
@@ -191,9 +190,9 @@ class Ingestor(MqttConsumer):
             self._wake.wait(timeout=backoff if held else interval)
             self._wake.clear()
             stopping = self._stopping.is_set()  # read after the wait: stop() wakes us for one last attempt
-            if time.monotonic() - self._stations_loaded_at > STATION_REFRESH_S:
+            if self.catalog.age_s() > self.catalog.refresh_s:
                 try:
-                    self.reload_stations()
+                    self.catalog.refresh()
                 except Exception:  # noqa: BLE001 - keep the old station list
                     log.warning("station reload failed; keeping the previous list", exc_info=True)
             if held is None:

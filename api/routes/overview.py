@@ -1,7 +1,7 @@
 """The duty dashboard's district-wide views: the map, rain sums, reservoirs, village water quality.
 
 Each request reads the store once for the newest reading of every station (``store.latest``) and the registry
-once for the stations and once for the open alerts, whatever the number of stations; the rain table adds one
+once each for the stations, the open alerts and the rules (the stale rule), whatever the number of stations; the rain table adds one
 range query per rain gauge (24 in Jimo) because the store port has no multi-station range read.
 
 Figures are measured against the data clock (``as_of``: the newest reading stored, never later than now), as the
@@ -11,7 +11,7 @@ alert rules are, so the demo's and a replay's simulated time read like live data
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Iterable
 
@@ -23,17 +23,16 @@ from api.overview_schemas import (LineStringGeometry, MapOut, MultiLineStringGeo
                                   RainGauge, RainOut, ReservoirRow, ReservoirsOut, RiverFeature, RiverProperties,
                                   StationFeature, StationProperties, StationState, TownQuality, VillageQuality,
                                   WaterQualityOut)
+from core.catalog import is_stale, stale_intervals
 from core.domain import METRICS, SEVERITY_ORDER, Kind, Reading, Station
 from core.patrols.repo import PatrolRepo
 from core.registry import Registry
+from core.rules import Rule
 from core.timeutil import utcnow, zone
 from core.tsdb import TimeSeriesStore
 
 router = APIRouter(prefix="/overview", tags=["overview"], dependencies=[Depends(ANY_ROLE)])
 
-# A station is stale after this many of its reporting intervals without a reading (the stale_station rule's
-# default, so the map and the alerts agree).
-STALE_INTERVALS = 3
 RAIN_WINDOWS_H = (1, 3, 6, 24)
 # A gauge reports every 5 min and on each tip in rain: 24 h stays far below this.
 MAX_RAIN_READINGS = 50_000
@@ -58,6 +57,8 @@ class Snapshot:
     latest: dict[str, dict[str, Reading]]
     severity: dict[str, str]
     as_of: datetime
+    # The enabled rules: a station is stale by the same stale rule that raises its stale-station alert.
+    rules: list[Rule] = field(default_factory=list)
 
     def last_ts(self, station_id: str) -> datetime | None:
         values = self.latest.get(station_id)
@@ -68,7 +69,7 @@ class Snapshot:
         if sev is not None:
             return sev  # type: ignore[return-value]
         last = self.last_ts(station.id)
-        if last is None or last < self.as_of - timedelta(seconds=STALE_INTERVALS * station.interval_s):
+        if is_stale(last, station, stale_intervals(station, self.rules), self.as_of):
             return "stale"
         return "normal"
 
@@ -95,7 +96,8 @@ def snapshot(registry: Registry, store: TimeSeriesStore, kind: Kind | None = Non
         cur = severity.get(alert.station_id)
         if cur is None or SEVERITY_ORDER.index(alert.severity) > SEVERITY_ORDER.index(cur):
             severity[alert.station_id] = alert.severity
-    return Snapshot(stations=stations, latest=dict(latest), severity=severity, as_of=as_of)
+    return Snapshot(stations=stations, latest=dict(latest), severity=severity, as_of=as_of,
+                    rules=registry.list_rules(enabled=True))
 
 
 def _round(v: float | None, digits: int) -> float | None:
