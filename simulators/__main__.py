@@ -40,7 +40,7 @@ def _safe_url(url: str) -> str:
 
 
 def _load_stations(settings, csv_path: Path | None):
-    from simulators.district import load_stations_csv
+    from core.importers import load_stations_csv
 
     if csv_path is not None:
         return load_stations_csv(csv_path)

@@ -1,4 +1,5 @@
-"""A synthetic river-chief network the size of Jimo (design.md §4): 150 rivers, their segments, the chiefs.
+"""A synthetic river-chief network the size of Jimo (docs/domain.md, "River chiefs"): 150 rivers, their
+segments, the chiefs.
 
 Deterministic from a seed. The 20 monitored rivers of simulators.district keep their names and courses
 (so their stations lie on them); 130 smaller ones get generated names and courses that drain to the sea in
@@ -11,28 +12,23 @@ chiefs), then village chiefs for the villages with the most river length, then g
 segments until the requested total is reached (≈ 400 for the demo, 2,000 for the benchmark). With fewer
 chiefs than villages, the remaining villages' segments are left to their town chief.
 
-Also: tracks that walk a segment (for demos and tests), and importers: rivers from GeoJSON, chiefs from CSV.
+Also: tracks that walk a segment (for demos and tests). The importers of real files (rivers from GeoJSON, chiefs
+from CSV) and the cutting of rivers into segments live in core.importers.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
-from pydantic import ValidationError
 
-from core.domain import Kind
-from core.patrols.geometry import Projection, haversine_m, river_feature
+from core.importers.segments import Village, split_river, villages_of
+from core.patrols.geometry import Projection, haversine_m
 from core.patrols.models import Chief, Level, River, Segment
-from simulators.csvfile import csv_records, validation_detail
 from simulators.district import DEFAULT_SEED, RIVERS, TOWNS, _FEATURES, _SURNAMES, generate_district
 
 # The district's bounding box (design brief: 36.25–36.65 N, 120.25–120.85 E), kept a little inside.
@@ -43,19 +39,7 @@ DEMO_CHIEFS = 400
 BENCHMARK_CHIEFS = 2000
 N_COUNTY_CHIEFS = 5
 COUNTY_RIVERS_EACH = 4
-VILLAGE_RADIUS_M = 1500.0
-SAMPLE_M = 100.0  # resolution of segment boundaries
-MIN_SEGMENT_M = 300.0
-
 _PROJ = Projection()
-
-
-@dataclass(slots=True)
-class Village:
-    town: str
-    name: str
-    lat: float
-    lon: float
 
 
 @dataclass(slots=True)
@@ -74,8 +58,7 @@ class RiverNetwork:
 
 def district_villages(seed: int = DEFAULT_SEED) -> list[Village]:
     """The villages of simulators.district (its village water-supply points) for the same seed."""
-    return [Village(s.town, s.village or s.name, s.lat, s.lon) for s in generate_district(seed)
-            if s.kind == Kind.village_water]
+    return villages_of(generate_district(seed))
 
 
 # --------------------------------------------------------------------------- courses
@@ -144,65 +127,6 @@ def generate_rivers(seed: int = DEFAULT_SEED, n_rivers: int = N_RIVERS) -> list[
 
 
 # --------------------------------------------------------------------------- segments
-
-def _resample(lonlat: Sequence[Sequence[float]], step_m: float) -> np.ndarray:
-    """Points every ``step_m`` along a polyline (both ends included), planar in the district projection."""
-    xy = _PROJ.to_xy(lonlat)
-    seg = np.hypot(*np.diff(xy, axis=0).T)
-    cum = np.concatenate(([0.0], np.cumsum(seg)))
-    n = max(1, math.ceil(cum[-1] / step_m))
-    s = np.linspace(0.0, cum[-1], n + 1)
-    return np.column_stack((np.interp(s, cum, xy[:, 0]), np.interp(s, cum, xy[:, 1])))
-
-
-def split_river(river: River, villages: Sequence[Village], radius_m: float = VILLAGE_RADIUS_M,
-                step_m: float = SAMPLE_M, min_segment_m: float = MIN_SEGMENT_M) -> list[Segment]:
-    """Cut a river into segments by the nearest village (town segment where none is within ``radius_m``)."""
-    vxy = _PROJ.to_xy([[v.lon, v.lat] for v in villages])
-    out: list[Segment] = []
-    for line in river.geometry:
-        pts = _resample(line, step_m)
-        # Label each piece between samples by its midpoint's nearest village.
-        mids = (pts[:-1] + pts[1:]) / 2
-        d2 = (mids[:, 0, None] - vxy[None, :, 0]) ** 2 + (mids[:, 1, None] - vxy[None, :, 1]) ** 2
-        nearest = d2.argmin(axis=1)
-        near_d = np.sqrt(d2[np.arange(len(mids)), nearest])
-        labels = [(villages[j].town, villages[j].name if d <= radius_m else None)
-                  for j, d in zip(nearest.tolist(), near_d.tolist())]
-        piece = np.hypot(*np.diff(pts, axis=0).T)
-        at = np.concatenate(([0.0], np.cumsum(piece)))  # distance along the line at each sample
-        # Runs of equal labels: [start, end) piece indices.
-        runs: list[list[Any]] = []
-        for k, lab in enumerate(labels):
-            if runs and runs[-1][2] == lab:
-                runs[-1][1] = k + 1
-            else:
-                runs.append([k, k + 1, lab])
-        # Merge runs shorter than the minimum into a neighbour (the previous one, else the next).
-        while len(runs) > 1:
-            lengths = [at[b] - at[a] for a, b, _ in runs]
-            k = int(np.argmin(lengths))
-            if lengths[k] >= min_segment_m:
-                break
-            if k > 0:
-                runs[k - 1][1] = runs[k][1]
-            else:
-                runs[1][0] = runs[0][0]
-            del runs[k]
-            merged: list[list[Any]] = []  # neighbours may now share a label
-            for r in runs:
-                if merged and merged[-1][2] == r[2]:
-                    merged[-1][1] = r[1]
-                else:
-                    merged.append(r)
-            runs = merged
-        lonlat = _PROJ.to_lonlat(pts)
-        for a, b, (town, village) in runs:
-            geom = [[round(float(x), 6), round(float(y), 6)] for x, y in lonlat[a:b + 1]]
-            out.append(Segment(id=f"{river.id}-{len(out) + 1:03d}", river_id=river.id, town=town, village=village,
-                               level=Level.village if village else Level.town, geometry=geom))
-    return out
-
 
 # --------------------------------------------------------------------------- chiefs
 
@@ -308,107 +232,3 @@ def walk_segment(segment: Segment | Sequence[Sequence[float]], start: datetime, 
     lonlat = proj.to_lonlat(np.column_stack((x, y)))
     return [{"ts": start + timedelta(seconds=round(float(ts), 3)), "lat": round(float(lat), 7),
              "lon": round(float(lon), 7), "accuracy_m": accuracy_m} for ts, (lon, lat) in zip(times, lonlat)]
-
-
-# --------------------------------------------------------------------------- GeoJSON and CSV
-
-def rivers_to_geojson(rivers: Iterable[River]) -> dict[str, Any]:
-    return {"type": "FeatureCollection", "features": [river_feature(r) for r in rivers]}
-
-
-def load_rivers_geojson(source: str | Path | dict[str, Any]) -> list[River]:
-    """Rivers from a GeoJSON FeatureCollection of LineStrings or MultiLineStrings ([lon, lat], WGS 84) with
-    ``id`` (property or feature id) and ``name`` properties. Errors name the feature: ``features[3] (id 'x')``."""
-    where = "GeoJSON"
-    if isinstance(source, (str, Path)):
-        where = str(source)
-        try:
-            data = json.loads(Path(source).read_text(encoding="utf-8-sig"))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not JSON: {exc}") from None
-    else:
-        data = source
-    if not isinstance(data, dict) or data.get("type") != "FeatureCollection" or not isinstance(
-            data.get("features"), list):
-        raise ValueError(f"{where}: not a GeoJSON FeatureCollection")
-    rivers: list[River] = []
-    seen: dict[str, int] = {}
-    for i, feat in enumerate(data["features"]):
-        props = (feat.get("properties") or {}) if isinstance(feat, dict) else {}
-        fid = props.get("id", feat.get("id") if isinstance(feat, dict) else None)
-        label = f"{where}: features[{i}]" + (f" (id {fid!r})" if fid is not None else "")
-        if not isinstance(feat, dict) or feat.get("type") != "Feature":
-            raise ValueError(f"{label}: not a Feature")
-        if fid is None or str(fid).strip() == "":
-            raise ValueError(f"{label}: no id (property 'id' or the feature's id)")
-        if not props.get("name"):
-            raise ValueError(f"{label}: no 'name' property")
-        geom = feat.get("geometry") or {}
-        gtype, coords = geom.get("type"), geom.get("coordinates")
-        if gtype == "LineString":
-            lines = [coords]
-        elif gtype == "MultiLineString":
-            lines = coords
-        else:
-            raise ValueError(f"{label}: geometry {gtype!r} is not a LineString or MultiLineString")
-        try:
-            river = River(id=str(fid), name=str(props["name"]), geometry=lines)
-        except ValidationError as exc:
-            raise ValueError(f"{label}: {validation_detail(exc)}") from None
-        if river.id in seen:
-            raise ValueError(f"{label}: duplicate id (first in features[{seen[river.id]}])")
-        seen[river.id] = i
-        rivers.append(river)
-    return rivers
-
-
-CHIEF_FIELDS = ("id", "name", "level", "town", "village", "segment_ids")
-_CHIEF_REQUIRED = ("name", "level", "town", "village", "segment_ids")
-
-
-def chief_id_for(level: str, town: str | None, village: str | None, name: str) -> str:
-    """A stable id for a chief imported without one (same person, same place → same id on re-import)."""
-    key = "|".join((level, town or "", village or "", name))
-    return "CH-" + hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
-
-
-def write_chiefs_csv(chiefs: Iterable[Chief], path: str | Path) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(CHIEF_FIELDS)
-        for c in chiefs:
-            w.writerow([c.id, c.name, c.level.value, c.town or "", c.village or "", ";".join(c.segment_ids)])
-
-
-def load_chiefs_csv(path: str | Path, segment_ids: Iterable[str] | None = None) -> list[Chief]:
-    """Chiefs from CSV: name, level (county|town|village|grid), town, village, segment_ids (separated by ';'),
-    optional id (a login links to its chief from the account: ``smartwater user add --chief-id``). Row numbers
-    in errors count the header as row 1. With ``segment_ids`` given,
-    unknown segments are errors too."""
-    path = Path(path)
-    known = set(segment_ids) if segment_ids is not None else None
-    chiefs: list[Chief] = []
-    seen: dict[str, int] = {}
-    for n, header, cells in csv_records(path, CHIEF_FIELDS, _CHIEF_REQUIRED, lower=True):
-        row = {k: (v or "").strip() for k, v in zip(header, cells)}
-        label = f"{path}: row {n} (chief {row.get('name')!r})"
-        segs = [s.strip() for s in row.get("segment_ids", "").split(";") if s.strip()]
-        if known is not None:
-            bad = [s for s in segs if s not in known]
-            if bad:
-                raise ValueError(f"{label}: unknown segment(s) {bad}")
-        data: dict[str, Any] = {"name": row.get("name", ""), "level": row.get("level", "").lower(),
-                                "town": row.get("town") or None, "village": row.get("village") or None,
-                                "segment_ids": segs}
-        if data["level"] not in {lv.value for lv in Level}:
-            raise ValueError(f"{label}: level {row.get('level')!r} is not one of county, town, village, grid")
-        data["id"] = row.get("id") or chief_id_for(data["level"], data["town"], data["village"], data["name"])
-        try:
-            chief = Chief.model_validate(data)
-        except ValidationError as exc:
-            raise ValueError(f"{label}: {validation_detail(exc, top='row')}") from None
-        if chief.id in seen:
-            raise ValueError(f"{label}: duplicate chief {chief.id!r} (first in row {seen[chief.id]})")
-        seen[chief.id] = n
-        chiefs.append(chief)
-    return chiefs

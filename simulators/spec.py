@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.domain import METRICS, Kind
-from simulators.csvfile import validation_detail
+from core.importers.problems import validation_detail
 
 SCENARIO_DIR = Path(__file__).with_name("scenario_files")
 

@@ -34,39 +34,67 @@ def _settings():
 
 
 @app.command()
-def init(csv: Optional[Path] = typer.Option(None, help="Load stations from this CSV instead of the generated district.")) -> None:
-    """Create the registry DB and load the district (idempotent)."""
+def init(
+        stations: Optional[Path] = typer.Option(None, "--stations", dir_okay=False,
+                                                help="Load the bureau's stations from this CSV."),
+        csv: Optional[Path] = typer.Option(None, "--csv", dir_okay=False, hidden=True,
+                                           help="The former name of --stations."),
+        rivers: Optional[Path] = typer.Option(None, "--rivers", dir_okay=False,
+                                              help="Load rivers from this GeoJSON file (cut into village and town "
+                                                   "segments by the registry's villages)."),
+        chiefs: Optional[Path] = typer.Option(None, "--chiefs", dir_okay=False,
+                                              help="Load river chiefs from this CSV (their segments must exist)."),
+        demo_data: bool = typer.Option(False, "--demo-data",
+                                       help="Load the generated demo district: stations, rivers and invented "
+                                            "chiefs. Never for a real bureau."),
+) -> None:
+    """Create or upgrade the registry, add the default alert rules to a fresh one, and load what it is given
+    (idempotent). Each file is validated whole first: nothing is written while any has a problem."""
+    from core.importers import InvalidFile
     from core.logs import configure_logging
-    from simulators import generate_district, load_stations_csv
+    from smartwater.bootstrap import read_files, store, store_demo_data
     from smartwater.runner import open_backends
 
+    if csv is not None and stations is not None:
+        raise _fail("--csv is the former name of --stations: give one of them")
+    stations = stations or csv
+    if demo_data and (stations or rivers or chiefs):
+        raise _fail("--demo-data loads the generated district; it does not mix with --stations, --rivers or --chiefs")
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format)
-    registry, store = open_backends(settings)
+    registry, store_ = open_backends(settings)
     try:
-        stations = load_stations_csv(csv) if csv else generate_district(settings.district_seed)
-    except (OSError, ValueError) as exc:
-        typer.secho(f"cannot load stations: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
-    n = registry.upsert_stations(stations)
-    counts = registry.count_stations()
-    typer.echo(f"registry {settings.db_url}: {n} stations loaded; now " +
-               ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-    if not registry.list_rules():  # a fresh registry starts with the default rule set; never overwrite edits
-        from core.rules import default_rules
+        if demo_data:
+            counts = store_demo_data(registry, settings)
+        else:
+            try:
+                bundle = read_files(registry, settings, stations, rivers, chiefs)
+            except InvalidFile as exc:
+                typer.secho(f"{len(exc.problems)} problem(s), nothing loaded:", fg="red", err=True)
+                for problem in str(exc).splitlines():
+                    typer.secho(f"  {problem}", fg="red", err=True)
+                raise typer.Exit(2) from None
+            counts = store(registry, settings, bundle)
+        station_counts = registry.count_stations()
+        typer.echo(f"registry {settings.db_url}: {counts.get('stations', 0)} stations loaded; now " +
+                   (", ".join(f"{k} {v}" for k, v in sorted(station_counts.items())) or "no stations"))
+        network = {k: counts[k] for k in ("rivers", "segments", "chiefs") if k in counts}
+        if network:
+            typer.echo("river network loaded: " + ", ".join(f"{v} {k}" for k, v in network.items()))
+        if not registry.list_rules():  # a fresh registry starts with the default rule set; never overwrite edits
+            from core.rules import default_rules
 
-        typer.echo(f"{registry.upsert_rules(default_rules())} default alert rules loaded")
-    from smartwater.demo import ensure_river_network
+            typer.echo(f"{registry.upsert_rules(default_rules())} default alert rules loaded")
+        if not station_counts:
+            typer.echo("no stations yet: load them with `smartwater init --stations FILE.csv` "
+                       "(or `--demo-data` for the generated demo district)")
+        from core.registry import UserRepo
 
-    stored = ensure_river_network(registry, settings)  # the river-chief network, once; never over an imported one
-    if stored:
-        typer.echo("river network loaded: " + ", ".join(f"{v} {k}" for k, v in stored.items()))
-    from core.registry import UserRepo
-
-    if not UserRepo(registry.engine).count():
-        typer.echo("no API users yet: add one with `smartwater user add NAME --role admin`")
-    store.close()
-    registry.close()
+        if not UserRepo(registry.engine).count():
+            typer.echo("no API users yet: add one with `smartwater user add NAME --role admin`")
+    finally:
+        store_.close()
+        registry.close()
 
 
 @app.command()

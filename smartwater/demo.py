@@ -23,6 +23,7 @@ from core.mqtt import wait_for
 from core.registry import Registry, UserRepo
 from core.settings import Settings
 from core.timeutil import utcnow
+from smartwater.bootstrap import ensure_demo_network as ensure_river_network  # the demo's river network
 from smartwater.runner import Supervisor, build_stages, open_backends
 
 log = logging.getLogger("smartwater.demo")
@@ -61,18 +62,6 @@ def demo_login(registry: Registry, username: str = DEMO_USER, role: str = "duty"
         if not user.active:
             users.set_active(username, True)
     return username, password
-
-
-def ensure_river_network(registry: Registry, settings: Settings) -> dict[str, int] | None:
-    """Store the generated river network (150 rivers, their segments, the chiefs) unless the registry has rivers
-    already (imported or generated before); the counts stored, or None."""
-    from core.patrols.repo import PatrolRepo
-    from simulators.rivers import generate_river_network, store_network
-
-    repo = PatrolRepo(registry.engine, settings)
-    if repo.counts()["rivers"]:
-        return None
-    return store_network(repo, generate_river_network(seed=settings.district_seed))
 
 
 def seed_patrol_history(registry: Registry, settings: Settings, days: int = 60) -> dict[str, int] | None:

@@ -234,9 +234,9 @@ def credentials_cmd(
         out: Path = typer.Option(DEFAULT_OUT, "--out", file_okay=False,
                                  help="Directory for passwd, acl, credentials.csv and services.env."),
         csv_file: Optional[Path] = typer.Option(None, "--csv", exists=True, dir_okay=False,
-                                                help="Stations from this CSV (as `smartwater init --csv`)."),
+                                                help="Stations from this CSV (as `smartwater init --stations`)."),
         district: bool = typer.Option(False, "--district",
-                                      help="Stations of the generated district (as a bare `smartwater init`)."),
+                                      help="Stations of the generated demo district (as `smartwater init --demo-data`)."),
         rotate: bool = typer.Option(False, "--rotate", help="New passwords for every account."),
         rotate_account: list[str] = typer.Option([], "--rotate-account", help="New password for this account "
                                                  "(station id or service name); repeatable."),
@@ -251,7 +251,7 @@ def credentials_cmd(
         raise typer.Exit(2)
     try:
         if csv_file:
-            from simulators import load_stations_csv
+            from core.importers import load_stations_csv
 
             stations = load_stations_csv(csv_file)
         elif district:

@@ -111,7 +111,8 @@ def run_stage(stage: str, port: int | None = None, settings: Settings | None = N
     configure_logging(settings.log_level, settings.log_format)
     registry, store = open_backends(settings)
     if not registry.count_stations():
-        log.warning("the station registry is empty: run `smartwater init` first")
+        log.warning("the station registry is empty: load stations with `smartwater init --stations FILE` "
+                    "(or --demo-data); the stages pick them up while running")
     sup = Supervisor()
     sup.install_signal_handlers()
     build_stages(sup, settings, registry, store, stage, port)

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from core.mqtt import MqttConsumer, Publisher, wait_for
 from core.payload import topic_for
 from core.settings import Settings
-from simulators import generate_district, write_stations_csv
+from core.importers import write_stations_csv
+from simulators import generate_district
 from smartwater.cli import app
 from smartwater.devices import (ACL_FILE, CREDENTIALS_FILE, PASSWD_FILE, SERVICES_ENV_FILE, hash_password,
                                 read_credentials, upsert_env_file, verify_password, write_credentials)

@@ -26,9 +26,9 @@ from core.patrols.repo import (InvalidTransition, NotAssigned, NotFound, PatrolC
 from core.patrols.validity import PatrolRules, evaluate_track
 from core.settings import Settings
 from simulators.patrol_history import load_patrol_history
+from core.importers import load_chiefs_csv, load_rivers_geojson, rivers_to_geojson, write_chiefs_csv
 from simulators.rivers import (BENCHMARK_CHIEFS, LAT_MAX, LAT_MIN, LON_MAX, LON_MIN, RiverNetwork, assign_chiefs,
-                               generate_river_network, generate_rivers, load_chiefs_csv, load_rivers_geojson,
-                               rivers_to_geojson, store_network, walk_segment, write_chiefs_csv)
+                               generate_river_network, generate_rivers, store_network, walk_segment)
 
 UTC = timezone.utc
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -250,10 +250,10 @@ def test_smartwater_init_and_stations_on_postgresql(postgres, tmp_path):
         return subprocess.run([SMARTWATER, *args], capture_output=True, text=True, env=env, timeout=180)
 
     try:
-        first = run("init")
+        first = run("init", "--demo-data")
         assert first.returncode == 0, first.stderr
         assert "default alert rules loaded" in first.stdout
-        again = run("init")  # idempotent: upserts, the schema is at head already
+        again = run("init", "--demo-data")  # idempotent: upserts, the schema is at head already
         assert again.returncode == 0, again.stderr
         out = run("stations", "--json")
         assert out.returncode == 0, out.stderr

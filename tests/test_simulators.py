@@ -17,7 +17,8 @@ from core.domain import METRICS, Kind, Station
 from core.mqtt import MqttConsumer, wait_for
 from core.payload import decode
 from core.settings import Settings
-from simulators import SCENARIOS, Scenario, Simulator, generate_district, load_stations_csv, write_stations_csv
+from core.importers import load_stations_csv, write_stations_csv
+from simulators import SCENARIOS, Scenario, Simulator, generate_district
 from simulators.runner import SimClock, default_sim_start, first_due
 
 CST = timezone(timedelta(hours=8))
