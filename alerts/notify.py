@@ -22,6 +22,7 @@ from typing import Any, Callable
 import httpx
 
 from alerts.channels import Channel, Delivery, EmailChannel, MqttChannel, Outcome, WebhookChannel
+from core import topics
 from core.domain import Alert, DutyShift
 from core.logs import kv
 from core.registry import Registry
@@ -30,7 +31,7 @@ from core.timeutil import iso, utcnow
 
 log = logging.getLogger("alerts.notify")
 
-ALERT_TOPIC = "water/alerts/{severity}"
+ALERT_TOPIC = topics.alert("{severity}")
 
 
 def alert_payload(alert: Alert, event: str) -> dict[str, Any]:

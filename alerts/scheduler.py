@@ -22,6 +22,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from core import topics
 from core.domain import Alert, AlertState, DutyShift
 from core.logs import kv
 from core.registry import Registry
@@ -35,7 +36,7 @@ log = logging.getLogger("alerts.scheduler")
 RENOTIFY_SEVERITY = "red"
 # Events that count as "we told someone": the scheduler's own marker, and every channel attempt.
 NOTIFICATION_EVENTS = ("renotified", "notified", "notify_failed")
-REPORT_TOPIC = "water/reports/daily_rain"
+REPORT_TOPIC = topics.DAILY_RAIN_REPORT
 REPORT_EVENT = "daily_rain_report"
 
 

@@ -15,6 +15,7 @@ from alerts import metrics
 from alerts.engine import AlertEngine
 from alerts.notify import AlertNotifier
 from alerts.scheduler import AlertScheduler
+from core import topics
 from core.domain import SEVERITY_ORDER
 from core.logs import kv
 from core.mqtt import MqttConsumer
@@ -32,7 +33,7 @@ log = logging.getLogger("alerts")
 class AlertService(MqttConsumer):
     def __init__(self, settings: Settings, registry: Registry, store: TimeSeriesStore,
                  client_id: str | None = None) -> None:
-        super().__init__(settings, client_id or f"{settings.mqtt_client_prefix}-alerts", [("water/+/+", 1)],
+        super().__init__(settings, client_id or f"{settings.mqtt_client_prefix}-alerts", [(topics.READINGS, 1)],
                          persistent=True, name="alerts")
         self.registry = registry
         self.store = store

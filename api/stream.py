@@ -26,6 +26,7 @@ from typing import Any, Iterable
 
 import paho.mqtt.client as mqtt
 
+from core import topics
 from core.domain import SEVERITY_ORDER
 from core.logs import kv
 from core.mqtt import MqttConsumer, connect_kwargs
@@ -33,7 +34,7 @@ from core.settings import Settings
 
 log = logging.getLogger("api.stream")
 
-ALERTS_TOPIC = "water/alerts/#"
+ALERTS_TOPIC = topics.ALERTS
 DEFAULT_QUEUE_SIZE = 256
 DEFAULT_MAX_CLIENTS = 1000
 KEEPALIVE_S = 15.0

@@ -51,6 +51,7 @@ from typing import Any, Callable
 
 from benchmarks.ingest import (PUBLISH_WINDOW, REPO, BrokerLog, Waiter, environment, log, proc_cpu,
                                proc_status_kb, subscribed_re, thread_cpu, thread_split)
+from core import topics
 from core.domain import METRICS, Kind, Reading, Station
 from core.mqtt import MqttConsumer, Publisher
 from core.payload import encode, topic_for
@@ -152,7 +153,7 @@ class AlertTopicListener(MqttConsumer):
     """water/alerts/#: the service's MQTT notification of the same alerts, a second arrival time."""
 
     def __init__(self, settings: Settings, client_id: str) -> None:
-        super().__init__(settings, client_id, [("water/alerts/#", 1)], persistent=False, name="bench.listener")
+        super().__init__(settings, client_id, [(topics.ALERTS, 1)], persistent=False, name="bench.listener")
         self.first_raised: dict[str, float] = {}
 
     def handle(self, msg: Any) -> None:

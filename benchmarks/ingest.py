@@ -45,6 +45,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterator
 
+from core import topics
 from core.broker import free_port
 from core.domain import METRICS, Station
 from core.mqtt import Publisher
@@ -431,7 +432,7 @@ class Bench:
             return [sys.executable, "-m", "benchmarks.naive_consumer", "--mqtt-url", self.broker.url,
                     "--client-id", f"{run.prefix}-naive", "--store", run.probe.url]
         cmd = [self.mosquitto_sub, "-h", "127.0.0.1", "-p", str(self.broker.port), "-q", "1", "-c",
-               "-i", f"{run.prefix}-sub", "-t", "water/#"]
+               "-i", f"{run.prefix}-sub", "-t", topics.ALL]
         return cmd + (["-C", str(messages)] if messages else [])
 
     def _spawn(self, run: Run, cmd: list[str], stdout=subprocess.DEVNULL) -> subprocess.Popen:

@@ -1,4 +1,5 @@
-"""The wire format (design.md §3) and its validation, shared by every MQTT consumer and producer.
+"""The wire format (docs/data-model.md, "Readings on the wire") and its validation, shared by every MQTT consumer
+and producer. Topics: core.topics.
 
 Topic ``water/{kind}/{station_id}``. Payload, JSON, UTF-8, one of:
 
@@ -18,10 +19,10 @@ from typing import Any, Mapping, Sequence
 
 from core.domain import KINDS, METRICS, Reading, Station
 from core.timeutil import UTC, parse_ts
+from core.topics import ROOT as TOPIC_ROOT
+from core.topics import is_reading_topic, reading
 
-TOPIC_ROOT = "water"
-# water/alerts/{severity} and water/reports/… carry our own notifications, not readings.
-OWN_TOPIC_LEVELS = frozenset({"alerts", "reports"})
+__all__ = ["Rejected", "decode", "encode", "encode_batch", "is_reading_topic", "topic_for"]
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_BATCH = 10000
 
@@ -35,14 +36,7 @@ class Rejected(ValueError):
         self.detail = detail
 
 
-def topic_for(kind: str, station_id: str) -> str:
-    return f"{TOPIC_ROOT}/{kind}/{station_id}"
-
-
-def is_reading_topic(topic: str) -> bool:
-    """Everything under water/ but our own notification topics; a malformed one is a dead letter."""
-    parts = topic.split("/", 2)
-    return not (len(parts) >= 2 and parts[0] == TOPIC_ROOT and parts[1] in OWN_TOPIC_LEVELS)
+topic_for = reading  # the topic of a station's readings (core.topics)
 
 
 def encode(ts: datetime, values: Mapping[str, float]) -> bytes:

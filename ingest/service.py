@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 
+from core import topics
 from core.catalog import StationCatalog
 from core.domain import DeadLetter, Reading
 from core.logs import kv
@@ -54,10 +55,9 @@ class IngestStats:
 
 def ingest_identity(settings: Settings) -> tuple[str, str]:
     """Client id and subscription of this worker. With a shared group, N workers split ``water/#``."""
-    group, worker = settings.ingest_shared_group, settings.ingest_worker_id
+    worker = settings.ingest_worker_id
     client_id = f"{settings.mqtt_client_prefix}-ingest" + (f"-{worker}" if worker else "")
-    topic = f"$share/{group}/water/#" if group else "water/#"
-    return client_id, topic
+    return client_id, topics.ingest_subscription(settings.ingest_shared_group)
 
 
 class Ingestor(MqttConsumer):

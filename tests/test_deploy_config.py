@@ -21,7 +21,9 @@ import yaml
 
 from core.broker import free_port
 from core.settings import Settings
-from smartwater.devices import ACL_FILE, DEFAULT_OUT, PASSWD_FILE, SERVICE_ACL, SERVICE_ENV, write_credentials
+from core.topics import DEFAULT_SHARED_GROUP
+from smartwater.devices import (ACL_FILE, DEFAULT_OUT, PASSWD_FILE, SERVICE_ACL, SERVICE_ENV, service_acl,
+                                write_credentials)
 from tests.servers import _wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +106,9 @@ def test_each_stage_uses_its_own_broker_account():
     assert "init" in services and "SMARTWATER_MQTT_PASSWORD" not in _service_env(services["init"])
     # The ingest account may take the shared subscription the workers use.
     group = _service_env(services["ingest-1"])["SMARTWATER_INGEST_SHARED_GROUP"]
+    assert group == DEFAULT_SHARED_GROUP  # what the ACL grants unless the settings name another group
     assert ("read", f"$share/{group}/water/#") in SERVICE_ACL["ingest"]
+    assert ("read", "$share/other/water/#") in service_acl("other")["ingest"]
 
 
 def test_every_service_has_a_restart_policy_and_long_running_ones_a_healthcheck():

@@ -11,13 +11,14 @@ import logging
 from datetime import datetime
 from typing import Any, Protocol
 
+from core import topics
 from core.logs import kv
 from core.patrols.models import Issue
 from core.patrols.repo import PatrolRepo
 
 log = logging.getLogger("core.patrols")
 
-OVERDUE_TOPIC = "water/reports/issues/overdue"
+OVERDUE_TOPIC = topics.OVERDUE_ISSUES
 OVERDUE_REPORT_EVENT = "issue_overdue"
 
 
