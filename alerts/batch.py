@@ -9,7 +9,7 @@ its rules (the newest data time each (station, rule) was evaluated at). So a bat
    for a (station, rule) that has no open, pending or cleared alert. Those readings only move watermarks,
    which is done in one assignment per rule.
 2. **Everything else, one by one,** in the batch's order, through the same code as a single reading
-   (``AlertEngine._evaluate`` and ``_rain``): readings a rule might fire on (the filter is conservative:
+   (``AlertEngine.evaluate`` and ``evaluate_rain``): readings a rule might fire on (the filter is conservative:
    close calls go here too), (station, rule) pairs with an alert in progress, stations with an open stale
    alert, out-of-order or redelivered readings, rows spilled out of a matrix.
 
@@ -23,17 +23,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import repeat
-from typing import TYPE_CHECKING
+from typing import Iterable, Protocol
 
 import numpy as np
 
+from alerts.index import Family, StationIndex, to_us
+from alerts.plan import Key, RulePlan, Slot, reference_limits
 from alerts.windows import HOUR_MS
 from core.domain import Kind, Reading
 from core.rules import Rule, RuleType
 from core.timeutil import to_ms
-
-if TYPE_CHECKING:
-    from alerts.engine import AlertEngine
 
 KINDS = [k.value for k in Kind]
 # Rain sums come from running totals (rounding differs from the exact sums): a sum within this relative
@@ -77,8 +76,33 @@ class RainPlan:
     gauge_of: np.ndarray  # village index → its gauge (-1)
 
 
+class Engine(Protocol):
+    """What the batch pass uses of the engine: its index and plan, and its one-by-one evaluation."""
+
+    batch_min: int
+    index: StationIndex
+    plan: RulePlan
+    margin_m: float
+
+    def slot(self, station_id: str, metric: str) -> Slot | None: ...
+
+    def family(self, kind: str, metric: str) -> Family: ...
+
+    def active_keys(self) -> Iterable[Key]: ...
+
+    def process_one(self, r: Reading, rain: dict[int, None]) -> None: ...
+
+    def flush_rain(self, rain: dict[int, None]) -> None: ...
+
+    def evaluate(self, slot: Slot, ts: datetime, us: int, ms: int, value: float) -> None: ...
+
+    def clear_stale(self, slot: Slot, ts: datetime) -> None: ...
+
+    def evaluate_rain(self, slot: Slot) -> None: ...
+
+
 class BatchPass:
-    def __init__(self, engine: AlertEngine) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.eng = engine
         self._plans: dict[tuple[str, str], MetricPlan | None] = {}
         self._rain_plan: RainPlan | None = None
@@ -89,28 +113,28 @@ class BatchPass:
 
     # -- plans -----------------------------------------------------------------------------------------------
     def _sync(self) -> None:
-        eng = self.eng
-        version = (eng.stations.version, eng.rules_version)
-        if version == self._version and len(self._kind_code) == len(eng.station_ids):
+        idx = self.eng.index
+        version = (idx.stations.version, self.eng.plan.version)
+        if version == self._version and len(self._kind_code) == len(idx.ids):
             return
         self._plans, self._rain_plan, self._version = {}, None, version
         code = {k: i for i, k in enumerate(KINDS)}
-        self._kind_code = np.array([code[eng.stations[sid].kind.value] if sid in eng.stations else 0
-                                    for sid in eng.station_ids], dtype=np.int64)
+        stations = idx.stations
+        self._kind_code = np.array([code[stations[sid].kind.value] if sid in stations else 0
+                                    for sid in idx.ids], dtype=np.int64)
 
     def _applies(self, rule: Rule) -> np.ndarray | None:
         if rule.station_ids is None:
             return None
         ids = set(rule.station_ids)
-        return np.array([sid in ids for sid in self.eng.station_ids], dtype=bool)
+        return np.array([sid in ids for sid in self.eng.index.ids], dtype=bool)
 
     def _plan(self, kind: str, metric: str) -> MetricPlan | None:
         key = (kind, metric)
         if key in self._plans:
             return self._plans[key]
-        eng = self.eng
-        rules = eng._by_metric.get(key, [])
-        history = key in eng._history
+        rules = self.eng.plan.by_metric.get(key, [])
+        history = key in self.eng.plan.history
         plan = None
         if rules or history or metric == "rain_mm":
             plan = MetricPlan(kind, metric, history, metric == "rain_mm")
@@ -122,19 +146,17 @@ class BatchPass:
         return plan
 
     def _check(self, rule: Rule) -> Check | None:
-        eng = self.eng
-        c = Check(rule, eng._col(rule.name), self._applies(rule))
+        eng, idx = self.eng, self.eng.index
+        c = Check(rule, idx.col(rule.name), self._applies(rule))
         values = [lv.value for lv in rule.levels if lv.value is not None]
         if rule.type == RuleType.threshold:
             above = rule.direction == "above"
             c.bound = (min(values) if above else max(values)) if values else (np.inf if above else -np.inf)
         elif rule.type == RuleType.reference_level:
-            from alerts.engine import reference_limits
-
-            limits = np.full(len(eng.station_ids), np.inf)
-            margin = eng.settings.alerts_reservoir_design_margin_m
-            for gi, sid in enumerate(eng.station_ids):
-                st = eng.stations.get(sid)
+            limits = np.full(len(idx.ids), np.inf)
+            margin = eng.margin_m
+            for gi, sid in enumerate(idx.ids):
+                st = idx.stations.get(sid)
                 if st is not None and st.kind == rule.station_kind:
                     known = reference_limits(st, rule, margin)
                     if known:
@@ -152,10 +174,10 @@ class BatchPass:
     def _rain_plan_now(self) -> RainPlan:
         if self._rain_plan is not None:
             return self._rain_plan
-        eng = self.eng
-        hours = np.array(eng._rain_hours, dtype=np.int64)
-        hcol = {int(h): j for j, h in enumerate(eng._rain_hours)}
-        n = len(eng.station_ids)
+        idx, plan = self.eng.index, self.eng.plan
+        hours = np.array(plan.rain_hours, dtype=np.int64)
+        hcol = {int(h): j for j, h in enumerate(plan.rain_hours)}
+        n = len(idx.ids)
         thr = np.full((n, len(hours)), np.inf)
 
         def lower(rows: np.ndarray | slice, windows: dict) -> None:
@@ -164,11 +186,12 @@ class BatchPass:
                 thr[rows, j] = np.minimum(thr[rows, j], float(mm))
 
         storm = []
-        for rule in eng._by_metric.get(("rain", "rain_mm"), ()):  # any type: _rain gives each a verdict
-            c = Check(rule, eng._col(rule.name), self._applies(rule))
+        stations = idx.stations
+        for rule in plan.by_metric.get(("rain", "rain_mm"), ()):  # any type: evaluate_rain gives each a verdict
+            c = Check(rule, idx.col(rule.name), self._applies(rule))
             storm.append(c)
-            rows = np.array([eng.stations[sid].kind.value == "rain" if sid in eng.stations else False
-                             for sid in eng.station_ids], dtype=bool)
+            rows = np.array([stations[sid].kind.value == "rain" if sid in stations else False
+                             for sid in idx.ids], dtype=bool)
             if c.applies is not None:
                 rows &= c.applies
             for lv in rule.levels:
@@ -177,25 +200,25 @@ class BatchPass:
         indptr = np.zeros(n + 1, dtype=np.int64)
         villages: list[int] = []
         per_gauge: dict[int, list[int]] = {}
-        for gid, vs in eng._gauge_villages.items():
-            g = eng._gidx.get(gid)
+        for gid, vs in idx.gauge_villages.items():
+            g = idx.row.get(gid)
             if g is not None:
-                per_gauge[g] = [eng._gidx[v.id] for v in vs if v.id in eng._gidx]
+                per_gauge[g] = [idx.row[v.id] for v in vs if v.id in idx.row]
         for g in range(n):
             vs = per_gauge.get(g, [])
             villages += vs
             indptr[g + 1] = len(villages)
             gauge_of[vs] = g
         torrent = []
-        for rule in eng._torrent:
-            c = Check(rule, eng._col(rule.name), self._applies(rule))
+        for rule in plan.torrent:
+            c = Check(rule, idx.col(rule.name), self._applies(rule))
             torrent.append(c)
             per = rule.params.get("per_station") or {}
             for g, vs in per_gauge.items():
                 for gi in vs:
                     if c.applies is not None and not c.applies[gi]:
                         continue
-                    own = per.get(eng.station_ids[gi])
+                    own = per.get(idx.ids[gi])
                     for lv in rule.levels:
                         windows = lv.windows_h or {}
                         if own and lv.severity.value in own:
@@ -208,13 +231,13 @@ class BatchPass:
 
     # -- readings --------------------------------------------------------------------------------------------
     def process(self, readings: list[Reading] | tuple[Reading, ...], rain: dict[int, None]) -> None:
-        eng = self.eng
+        eng, idx = self.eng, self.eng.index
         self._sync()
         n = len(readings)
         sids, _kinds, metrics, tss, values = zip(*readings)
-        gi = np.array(list(map(eng._gidx.get, sids, repeat(-1, n))), dtype=np.int64)
+        gi = np.array(list(map(idx.row.get, sids, repeat(-1, n))), dtype=np.int64)
         known = gi >= 0
-        known[known] = eng._present[gi[known]]
+        known[known] = idx.present[gi[known]]
         mc = np.array(list(map(self._mcode.get, metrics, repeat(-1, n))), dtype=np.int64)
         if (mc < 0).any():
             for j in np.flatnonzero(mc < 0).tolist():
@@ -240,17 +263,15 @@ class BatchPass:
             stretches = [pos]
         for i, P in enumerate(stretches):
             if i:  # rain sums are due at each stretch's readings, before the next stretch moves the windows on
-                eng._flush_rain(rain)
+                eng.flush_rain(rain)
             if len(P) < eng.batch_min:
                 for p in P.tolist():
-                    eng._process_one(readings[p], rain)
+                    eng.process_one(readings[p], rain)
             else:
                 self._stretch(readings, P, gi[P], mc[P], ms[P], us[P], v[P], tss, rain)
 
     @staticmethod
     def _times(tss: tuple[datetime, ...]) -> tuple[np.ndarray, np.ndarray]:
-        from alerts.engine import to_us
-
         n, t0 = len(tss), tss[0]
         if tss.count(t0) == n:  # one data time for the whole batch: the common case
             return np.full(n, to_ms(t0), dtype=np.int64), np.full(n, to_us(t0), dtype=np.int64)
@@ -262,18 +283,11 @@ class BatchPass:
 
     def _active(self) -> tuple[np.ndarray, np.ndarray]:
         """(station, rule column) pairs with an open, pending or cleared alert."""
-        eng = self.eng
-        g, c = [], []
-        for sid, name in eng.active_keys():
-            gi, col = eng._gidx.get(sid), eng._rule_col.get(name)
-            if gi is not None and col is not None:
-                g.append(gi)
-                c.append(col)
-        return np.array(g, dtype=np.int64), np.array(c, dtype=np.int64)
+        return self.eng.index.cells(self.eng.active_keys())
 
     def _stretch(self, readings, P, g, mc, ms, us, v, tss, rain: dict[int, None]) -> None:  # noqa: ANN001
-        eng = self.eng
-        wm = eng._wm
+        eng, idx = self.eng, self.eng.index
+        wm = idx.wm
         n = len(P)
         # Last seen: the newest reading of each station (the first of equals, as one by one would keep).
         if _repeats(g):
@@ -283,18 +297,18 @@ class BatchPass:
             pick = order[first]
         else:
             pick = np.arange(n)
-        newer = pick[us[pick] > eng._last_seen_us[g[pick]]]
+        newer = pick[us[pick] > idx.last_seen_us[g[pick]]]
         if len(newer):
-            eng._last_seen_us[g[newer]] = us[newer]
-            ids = eng.station_ids
-            eng.last_seen.update(zip([ids[x] for x in g[newer].tolist()], [tss[p] for p in P[newer].tolist()]))
+            idx.last_seen_us[g[newer]] = us[newer]
+            ids = idx.ids
+            idx.last_seen.update(zip([ids[x] for x in g[newer].tolist()], [tss[p] for p in P[newer].tolist()]))
 
         act_g, act_c = self._active()
         active = np.zeros(wm.shape, dtype=bool)
         active[act_g, act_c] = True
         flagged = np.zeros(n, dtype=bool)
-        if eng._stale and len(act_g):
-            stale_cols = [eng._rule_col[r.name] for r in eng._stale]
+        if eng.plan.stale and len(act_g):
+            stale_cols = [idx.rule_col[r.name] for r in eng.plan.stale]
             with_stale = act_g[np.isin(act_c, stale_cols)]
             if len(with_stale):
                 flagged |= np.isin(g, with_stale)
@@ -349,11 +363,11 @@ class BatchPass:
 
         for j in np.flatnonzero(flagged).tolist():  # in the batch's order
             r = readings[P[j]]
-            slot = eng._slot(r.station_id, r.metric)
+            slot = eng.slot(r.station_id, r.metric)
             if slot.rain:
-                eng._clear_stale(slot, r.ts)
+                eng.clear_stale(slot, r.ts)
                 continue
-            eng._evaluate(slot, r.ts, int(us[j]), int(ms[j]), r.value)
+            eng.evaluate(slot, r.ts, int(us[j]), int(ms[j]), r.value)
 
     @staticmethod
     def _quiet(c: Check, v: np.ndarray, g: np.ndarray, t: np.ndarray, m, rows, cnt) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
@@ -391,10 +405,10 @@ class BatchPass:
 
     # -- rain, once per gauge at the end of the batch ----------------------------------------------------------
     def rain(self, gauges: np.ndarray) -> None:
-        eng = self.eng
+        eng, idx = self.eng, self.eng.index
         self._sync()
         plan = self._rain_plan_now()
-        fam = eng.families.get(("rain", "rain_mm"))
+        fam = idx.families.get(("rain", "rain_mm"))
         if fam is None:
             return
         m = fam.m
@@ -416,14 +430,14 @@ class BatchPass:
         maybe |= ~((sums + slack) < plan.thresholds[gauges]).all(axis=1)
         act_g, act_c = self._active()
         if len(act_g):
-            names = {v: k for k, v in eng._rule_col.items()}
+            names = {v: k for k, v in idx.rule_col.items()}
             hot = [gg if names[cc] in plan.storm_names else int(plan.gauge_of[gg])
                    for gg, cc in zip(act_g.tolist(), act_c.tolist())
                    if names[cc] in plan.storm_names or names[cc] in plan.torrent_names]
             if hot:
                 maybe |= np.isin(gauges, hot)
         quiet = ~maybe
-        wm = eng._wm
+        wm = idx.wm
         q, at_us = gauges[quiet], at[quiet] * 1000
         for c in plan.storm:
             ok = c.applies[q] if c.applies is not None else slice(None)
@@ -440,7 +454,7 @@ class BatchPass:
                     gv = vill[ok]
                     wm[gv, c.col] = np.maximum(wm[gv, c.col], vat[ok])
         for gi in gauges[maybe].tolist():
-            eng._rain(eng._slot(eng.station_ids[gi], "rain_mm"))
+            eng.evaluate_rain(eng.slot(idx.ids[gi], "rain_mm"))
 
 
 def _repeats(keys: np.ndarray) -> bool:

@@ -583,7 +583,7 @@ def run_evaluation(root: Path, args: argparse.Namespace) -> list[dict]:
     engine.load()
     load_s = time.perf_counter() - t
     log(f"engine.load(): {load_s:.2f} s ({len(engine.stations):,} stations, {len(engine.rules)} rules, "
-        f"{sum(len(v) for v in engine._gauge_villages.values()):,} villages mapped to their nearest gauge)")
+        f"{sum(len(v) for v in engine.index.gauge_villages.values()):,} villages mapped to their nearest gauge)")
 
     # 24 h of normal data, in data-time order, one process() call per 5-minute step (every station reporting
     # at that step): rain every 5 min, every metric of the other stations every 10 min.
@@ -685,7 +685,7 @@ def run_evaluation(root: Path, args: argparse.Namespace) -> list[dict]:
     raised = []
     stale = timed(lambda: raised.append(engine.check_stale(stale_now)), args.repeat)
     results.append({"case": "alerts/check_stale", "stations": n, **summary_ms(stale),
-                    "stale_rules": len(engine._stale), "alerts_raised": sum(raised),
+                    "stale_rules": len(engine.plan.stale), "alerts_raised": sum(raised),
                     "us_per_station": round(statistics.median(stale) / n * 1e6, 3)})
 
     # (c) memory of the filled engine.
@@ -697,7 +697,7 @@ def run_evaluation(root: Path, args: argparse.Namespace) -> list[dict]:
                     "state_entries": {"last_seen": len(engine.last_seen),
                                       "watermarks": getattr(engine, "watermarks_set", None)
                                       or len(getattr(engine, "_last_ts", ())),
-                                      "pending": len(engine._pending), "open": len(engine.open)},
+                                      "pending": len(engine.pending), "open": len(engine.open)},
                     "load_s": round(load_s, 2), "fill": {"readings": fill_readings, "s": round(fill_s, 1),
                                                           "readings_per_s": round(fill_readings / fill_s),
                                                           "metrics": args.fill, "hours": 24,

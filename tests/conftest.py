@@ -81,10 +81,30 @@ def _influx2_store():
             admin.buckets_api().delete_bucket(bucket)
 
 
+# -- layers -----------------------------------------------------------------------------------------------------
+# A module or test marked ``unit`` needs no server: no broker, no InfluxDB, no PostgreSQL (SQLite files are fine).
+# `pytest -m unit` runs that layer alone; the fixtures below refuse to start a server for it.
+SERVER_FIXTURES = ("mosquitto", "own_broker", "own_settings", "influxdb", "postgres")
+
+
+def _is_unit(request: pytest.FixtureRequest) -> bool:
+    return request.node.get_closest_marker("unit") is not None
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_server(request: pytest.FixtureRequest) -> None:
+    if _is_unit(request):
+        wanted = [f for f in SERVER_FIXTURES if f in request.fixturenames]
+        assert not wanted, f"a unit test must not need a server: {wanted} (drop the unit mark or the fixture)"
+
+
 @pytest.fixture
-def settings(tmp_path: Path, mosquitto: MosquittoServer, request: pytest.FixtureRequest) -> Settings:
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
     # A unique client prefix per test: persistent sessions of one test must not leak into the next.
     prefix = "t" + str(abs(hash(request.node.nodeid)))[:10]
+    if _is_unit(request):  # the default broker URL, never connected to
+        return Settings(data_dir=tmp_path, mqtt_client_prefix=prefix, ingest_flush_interval_s=0.05, _env_file=None)
+    mosquitto: MosquittoServer = request.getfixturevalue("mosquitto")
     return Settings(data_dir=tmp_path, mqtt_url=mosquitto.url, mqtt_client_prefix=prefix,
                     ingest_flush_interval_s=0.05, _env_file=None)
 

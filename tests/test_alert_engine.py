@@ -10,6 +10,8 @@ from alerts.windows import SeriesWindow
 from core.domain import FloodLimitPeriod, Reading
 from tests.expectations import RecordingNotifier, cma_rainstorm_signal
 
+pytestmark = pytest.mark.unit  # the engine against SQLite: no broker, no server
+
 T0 = datetime(2026, 7, 10, 0, 0, tzinfo=timezone.utc)
 
 

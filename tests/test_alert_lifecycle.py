@@ -12,6 +12,8 @@ from core.domain import Reading, Station
 from core.rules import Rule, default_rules
 from tests.expectations import RecordingNotifier
 
+pytestmark = pytest.mark.unit  # the engine against SQLite: no broker, no server
+
 T0 = datetime(2026, 7, 10, 0, 0, tzinfo=timezone.utc)
 
 

@@ -22,6 +22,8 @@ from core.rules import Rule, default_rules
 from tests.conftest import GAUGE, RESERVOIR, RIVER, VILLAGE
 from tests.expectations import RecordingNotifier
 
+pytestmark = pytest.mark.unit  # the engine against SQLite: no broker, no server
+
 T0 = datetime(2026, 7, 10, 0, 0, tzinfo=timezone.utc)
 T0_MS = int(T0.timestamp() * 1000)
 MIN_MS = 60_000
@@ -207,8 +209,8 @@ def snapshot(eng: AlertEngine) -> dict:
             w = eng.window(sid, metric)
             if w is not None and eng.stations[sid].kind.value == kind:
                 windows[(sid, metric)] = content(w)
-    return {"open": alerts(eng.open), "cleared": alerts(eng.cleared), "pending": dict(eng._pending),
-            "last_seen": dict(eng.last_seen), "watermarks": eng._wm.tolist(), "windows": windows,
+    return {"open": alerts(eng.open), "cleared": alerts(eng.cleared), "pending": dict(eng.pending),
+            "last_seen": dict(eng.last_seen), "watermarks": eng.index.wm.tolist(), "windows": windows,
             "events": list(eng.notifier.events)}
 
 
@@ -216,7 +218,7 @@ def snapshot(eng: AlertEngine) -> dict:
 def test_batch_path_matches_reading_by_reading(settings, db_dir, seed):
     fast = make_engine(settings, db_dir, "fast", batch_min=1)
     slow = make_engine(settings, db_dir, "slow", batch_min=10**9)
-    assert fast.station_ids == slow.station_ids and fast._rule_col == slow._rule_col
+    assert fast.station_ids == slow.station_ids and fast.index.rule_col == slow.index.rule_col
     rng = random.Random(seed)
     state: dict = {}
     raised = set()

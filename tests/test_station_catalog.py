@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from core.catalog import StationCatalog, is_stale, overdue_at, stale_intervals
 from core.domain import Station
 from core.rules import default_rules
@@ -23,6 +25,7 @@ class Clock:
         return self.t
 
 
+@pytest.mark.unit
 def test_refreshes_when_due_and_counts_changes_only():
     rows, loads, clock = [GAUGE], [], Clock()
 
@@ -45,6 +48,7 @@ def test_refreshes_when_due_and_counts_changes_only():
     assert cat.refresh() and cat.version == 3 and cat["RV9101"].warning_level_m == 9.5
 
 
+@pytest.mark.unit
 def test_an_unknown_id_reloads_at_most_every_few_seconds():
     rows, loads, clock = [GAUGE], [], Clock()
     cat = StationCatalog(lambda: loads.append(1) or list(rows), refresh_s=30, unknown_retry_s=5, clock=clock)
@@ -58,6 +62,7 @@ def test_an_unknown_id_reloads_at_most_every_few_seconds():
     assert cat.refresh_for_unknown("RG9101") and len(loads) == 2  # known: no reload
 
 
+@pytest.mark.unit
 def test_the_map_and_the_alert_use_one_stale_rule():
     rules = [r for r in default_rules() if r.enabled]
     # the default stale rule covers rain gauges: 3 intervals of 5 min
@@ -83,10 +88,11 @@ def _service(settings, registry, store):
 
 def _publish_until(settings, topic, values, done, deadline_s=15.0) -> bool:
     """Publish a reading now and again until ``done()`` (each waits for the previous to be evaluated)."""
+    import time
+
     from core.mqtt import Publisher, wait_for
     from core.payload import encode
     from core.timeutil import utcnow
-    import time
 
     pub = Publisher(settings, settings.mqtt_client_prefix + "-rtu").start()
     try:
