@@ -61,7 +61,7 @@ from core.settings import Settings
 from core.timeutil import utcnow
 from core.tsdb import open_store
 from simulators import generate_district
-from tests.servers import MosquittoServer
+from support.servers import MosquittoServer
 
 TARGETS = {"latency_p99_ms": 500.0, "pass_ms": 50.0}
 

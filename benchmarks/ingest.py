@@ -55,7 +55,7 @@ from core.settings import Settings
 from core.timeutil import utcnow
 from core.tsdb import open_store
 from simulators import generate_district
-from tests.servers import InfluxServer, MosquittoServer, find_binary
+from support.servers import InfluxServer, MosquittoServer, find_binary
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH_TIMESTAMPS = 12  # an RTU's five-minute batch: 12 readings of every metric, one hour

@@ -43,7 +43,7 @@ from core.settings import Settings
 from core.timeutil import utcnow
 from simulators.patrol_history import load_patrol_history
 from simulators.rivers import generate_river_network, store_network
-from tests.servers import stop_process
+from support.servers import stop_process
 
 COMPLIANCE_TARGET_S = 2.0
 BULLETIN_P99_TARGET_MS = 100.0

@@ -12,7 +12,7 @@ import typer
 
 from core.auth import Role
 from core.domain import KINDS
-from core.settings import get_settings
+from smartwater.common import settings_or_exit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="District smart-water monitoring: MQTT ingest, flood and water-quality alerts, API.")
@@ -25,12 +25,7 @@ class Stage(str, Enum):
     all = "all"
 
 
-def _settings():
-    try:
-        return get_settings()
-    except Exception as exc:  # pydantic's ValidationError names the bad variable
-        typer.secho(f"invalid settings: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+_settings = settings_or_exit
 
 
 @app.command()

@@ -251,7 +251,7 @@ def credentials_cmd(
                                                 help="Also set the service passwords in this .env file."),
 ) -> None:
     """Write Mosquitto's password and ACL files and the installers' credentials from the station registry."""
-    from smartwater.cli import _settings
+    from smartwater.common import settings_or_exit as _settings
 
     if csv_file and district:
         typer.secho("choose one of --csv and --district", fg="red", err=True)

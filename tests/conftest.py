@@ -14,7 +14,7 @@ from core.domain import Station
 from core.registry import open_registry
 from core.settings import Settings
 from core.tsdb import open_store
-from tests.servers import InfluxServer, MosquittoServer
+from support.servers import InfluxServer, MosquittoServer
 
 
 @pytest.fixture(scope="session")

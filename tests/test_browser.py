@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from core.broker import free_port
 from core.mqtt import wait_for
-from tests.servers import line_queue, stop_process
+from support.servers import line_queue, stop_process
 
 SMARTWATER = str(Path(sys.executable).with_name("smartwater"))
 CHROMIUM = "/usr/bin/chromium"

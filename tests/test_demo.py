@@ -13,7 +13,7 @@ import httpx
 
 from core.broker import free_port
 from core.mqtt import wait_for
-from tests.servers import line_queue
+from support.servers import line_queue
 
 SMARTWATER = str(Path(sys.executable).with_name("smartwater"))
 

@@ -24,7 +24,7 @@ from core.settings import Settings
 from core.topics import DEFAULT_SHARED_GROUP
 from smartwater.devices import (ACL_FILE, DEFAULT_OUT, PASSWD_FILE, SERVICE_ACL, SERVICE_ENV, service_acl,
                                 write_credentials)
-from tests.servers import _wait_port
+from support.servers import _wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS_ENV = {f"SMARTWATER_{name.upper()}" for name in Settings.model_fields}

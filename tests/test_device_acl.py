@@ -20,7 +20,7 @@ from simulators import generate_district
 from smartwater.cli import app
 from smartwater.devices import (ACL_FILE, CREDENTIALS_FILE, PASSWD_FILE, SERVICES_ENV_FILE, hash_password,
                                 read_credentials, upsert_env_file, verify_password, write_credentials)
-from tests.servers import MosquittoServer
+from support.servers import MosquittoServer
 
 
 @pytest.fixture(scope="module")

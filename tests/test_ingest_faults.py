@@ -44,7 +44,7 @@ from core.timeutil import to_ms, utcnow
 from core.tsdb import StoreUnavailable, open_store
 from ingest import Ingestor
 from tests.conftest import TEST_STATIONS
-from tests.servers import InfluxServer, stop_process
+from support.servers import InfluxServer, stop_process
 
 # ---------------------------------------------------------------------------------------------------------
 # Streams of single-reading messages with a known expected content

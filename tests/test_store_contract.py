@@ -11,7 +11,7 @@ from core.broker import free_port
 from core.domain import Reading
 from core.timeutil import from_ms, to_ms
 from core.tsdb import AGGS, StoreUnavailable, open_store
-from tests.servers import InfluxServer
+from support.servers import InfluxServer
 
 T0 = datetime(2026, 6, 28, 0, 0, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)

@@ -54,10 +54,10 @@ def registry_metadata() -> MetaData:
     (by the comparison with the migrations, or by autogenerate) just because nothing imported it yet.
     """
     import core
-    import core.registry
     from core.registry import tables
 
-    names = [m.name for m in pkgutil.iter_modules(core.registry.__path__, "core.registry.") if m.name != __name__]
+    registry_dir = str(Path(__file__).resolve().parent.parent)  # core/registry, without importing it from here
+    names = [m.name for m in pkgutil.iter_modules([registry_dir], "core.registry.") if m.name != __name__]
     for root in core.__path__:
         names += [f"core.{p.parent.name}.tables" for p in sorted(Path(root).glob("*/tables.py"))
                   if p.parent.name != "registry"]
