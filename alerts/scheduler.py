@@ -1,6 +1,7 @@
 """What time alone triggers in the alert stage: re-notification with escalation, and the daily rain report.
 
-design.md §5: officials must acknowledge a flood warning within minutes or the system calls them again.
+Officials must acknowledge a flood warning within minutes or the system calls them again (docs/domain.md,
+"Acknowledging warnings"; docs/alert-semantics.md, "Who is told, and when again").
 Every ``renotify_check_s`` the job looks at open red alerts still ``active`` (not acknowledged); one whose
 last notification is older than ``renotify_interval_s`` is notified again on every channel (event
 ``renotified``) and escalated one step down the duty roster: round k e-mails roster[0..k], and the

@@ -1,4 +1,4 @@
-"""Alert latency and evaluation cost (issue 4).
+"""Alert latency and evaluation cost.
 
 ``python -m benchmarks.alerts [--parts latency,evaluation] [--duration S] [--rate R] [--repeat K] ...``
 

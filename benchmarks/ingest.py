@@ -1,4 +1,4 @@
-"""Ingest throughput and memory (issue 3): a QoS 1 backlog in a real Mosquitto drained by ONE ingest process.
+"""Ingest throughput and memory: a QoS 1 backlog in a real Mosquitto drained by ONE ingest process.
 
 ``python -m benchmarks.ingest [--messages N] [--cases PATTERNS] [--backlog-memory] [--repeat K]``
 
@@ -60,7 +60,7 @@ from support.servers import InfluxServer, MosquittoServer, find_binary
 REPO = Path(__file__).resolve().parents[1]
 BATCH_TIMESTAMPS = 12  # an RTU's five-minute batch: 12 readings of every metric, one hour
 STEP_S = 300
-PUBLISH_WINDOW = 2000  # unacknowledged QoS 1 publishes at most (paho stalls past 65,535: design.md §5)
+PUBLISH_WINDOW = 2000  # unacknowledged QoS 1 publishes at most (paho stalls past 65,535: docs/domain.md)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 TARGETS = {

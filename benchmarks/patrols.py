@@ -1,4 +1,4 @@
-"""River-chief compliance and the public bulletin (issue 5).
+"""River-chief compliance and the public bulletin.
 
 ``python -m benchmarks.patrols [--chiefs 2000] [--patrols 75000] [--points 20] [--repeat 5] [--requests 1000]
 [--clients 4] [--db-url URL]``

@@ -1,6 +1,6 @@
 """paho-mqtt clients set up the same way for every stage, and a consumer base class.
 
-Lessons from paho's issue tracker (design.md §5) built in: subscriptions are (re)made in on_connect,
+Lessons from paho's issue tracker (docs/domain.md, "The parts we build on") built in: subscriptions are (re)made in on_connect,
 an exception in a callback is caught and counted instead of killing the network thread.
 """
 
@@ -132,7 +132,7 @@ class Publisher:
     """A connected publisher with flow control, for simulators, notifications, tools and benchmarks.
 
     Packet ids handed to paho and not yet acknowledged are tracked through on_publish, because
-    paho stalls past 65,535 outstanding QoS 1 messages (design.md §5), and a message queued while
+    paho stalls past 65,535 outstanding QoS 1 messages (docs/domain.md), and a message queued while
     disconnected keeps an error rc although paho sends it after reconnecting.
     """
 

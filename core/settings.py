@@ -97,10 +97,10 @@ class Settings(BaseSettings):
     email_min_severity: Literal["blue", "yellow", "orange", "red"] = "blue"
     # Where people reach the API and dashboard; e-mails link to {public_url}/#alert={id} when set.
     public_url: str | None = None
-    # design.md §5: unacknowledged red alerts are notified again, escalating one roster rank each round.
+    # Unacknowledged red alerts are notified again, escalating one roster rank each round.
     renotify_interval_s: float = Field(default=600.0, gt=0)
     renotify_check_s: float = Field(default=30.0, gt=0)
-    # The daily rainfall report runs at the end of the hydrological day (08:00 local, design.md §1).
+    # The daily rainfall report runs at the end of the hydrological day (08:00 local, docs/alert-semantics.md).
     daily_report_enabled: bool = True
 
     @field_validator("public_url")
@@ -172,7 +172,7 @@ class Settings(BaseSettings):
             raise ValueError(f"SMARTWATER_DB_URL scheme must be one of {DB_SCHEMES}, got {self.db_url!r}")
         return self
 
-    # --- River chiefs: patrols, issues, compliance (core/patrols; design.md §4 "River chiefs") ---
+    # --- River chiefs: patrols, issues, compliance (core/patrols; docs/domain.md, "River chiefs") ---
     # A patrol counts (is valid) only when its cleaned GPS track lasts long enough, is long enough, covers
     # enough of its segment and was not made by car. Published minimums: ≥ 5 min and ≥ 300 m (Anhui),
     # ≥ 30 min and ≥ 2 km (Xinjiang).

@@ -1,4 +1,4 @@
-"""The patrol scenario (issue 5): simulated river chiefs drive the API over HTTP as their phones would.
+"""The patrol scenario: simulated river chiefs drive the API over HTTP as their phones would.
 
 ``smartwater simulate --scenario patrols`` picks N chiefs of the stored river network, gives each a chief login
 (and each town involved a supervisor login) through the registry, as ``smartwater user add`` would: this is an
@@ -61,7 +61,7 @@ NOW_MARGIN = timedelta(minutes=1)
 WALK_MAX_M = 3000.0
 DEPARTMENT = "区水务局"  # issues found by county chiefs go to the district water bureau
 
-# What chiefs find (design.md §4: the "four disorders" and the rest), with what they write and how often.
+# What chiefs find (docs/domain.md, "River chiefs": the "four disorders" and the rest), with what they write and how often.
 CATEGORIES: tuple[tuple[str, str, float], ...] = (
     ("dumping", "河道管理范围内堆放建筑垃圾", 0.28),
     ("floating_waste", "河面漂浮垃圾", 0.25),

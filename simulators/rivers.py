@@ -31,7 +31,7 @@ from core.patrols.geometry import Projection, haversine_m
 from core.patrols.models import Chief, Level, River, Segment
 from simulators.district import DEFAULT_SEED, RIVERS, TOWNS, _FEATURES, _SURNAMES, generate_district
 
-# The district's bounding box (design brief: 36.25–36.65 N, 120.25–120.85 E), kept a little inside.
+# The district's approximate extent (docs/domain.md, "The district"), kept a little inside.
 LAT_MIN, LAT_MAX = 36.255, 36.645
 LON_MIN, LON_MAX = 120.255, 120.845
 N_RIVERS = 150

@@ -33,7 +33,7 @@ from simulators.spec import ScenarioSpec, load_scenario
 
 log = logging.getLogger("simulators")
 
-# paho stalls once 65,535 QoS 1 packet ids are in use (design.md §5); stay well clear of that.
+# paho stalls once 65,535 QoS 1 packet ids are in use (docs/domain.md, "The parts we build on"); stay well clear of that.
 MAX_OUTSTANDING = 20_000
 # Without a duration, an accelerated run starts this far back (a day of data, storm included) and
 # then carries on live once it has caught up.

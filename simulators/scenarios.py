@@ -139,7 +139,7 @@ def _synthetic_curve(limit: float) -> list[tuple[float, float]]:
 
 
 class Scenario:
-    """Values of every metric of every station at any simulated time (design.md §3 metric names).
+    """Values of every metric of every station at any simulated time (metric names: docs/data-model.md).
 
     ``name`` is a shipped scenario's name, a path to a YAML file, or a ScenarioSpec. ``seed`` defaults to the
     file's seed, else the district's default seed.

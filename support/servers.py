@@ -52,7 +52,7 @@ class MosquittoServer:
             "persistence true\n"
             f"persistence_location {self.workdir}/\n"
             "autosave_interval 1\n"
-            # design.md §5: the defaults (1,000 queued, 20 in flight) drop data for offline sessions.
+            # docs/domain.md ("The parts we build on"): the defaults (1,000 queued, 20 in flight) drop data for offline sessions.
             "max_queued_messages 2000000\n"
             "max_queued_bytes 0\n"
             "max_inflight_messages 0\n"

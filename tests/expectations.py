@@ -1,4 +1,4 @@
-"""Test-side facts and helpers, written from design.md §4 — never from the engine under test."""
+"""Test-side facts and helpers, written from docs/domain.md — never from the engine under test."""
 
 from __future__ import annotations
 

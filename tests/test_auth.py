@@ -40,7 +40,7 @@ PUBLIC |= {"/", "/bulletin", "/static/{name:path}"}  # the dashboard's pages and
 STAFF = {Role.admin, Role.supervisor, Role.duty}
 MANAGERS = {Role.admin, Role.supervisor}
 PATROL_WRITERS = {Role.admin, Role.supervisor, Role.chief}
-# Who may call what (issue 5). A new route fails test_every_route_has_an_expected_role_set until it is added here.
+# Who may call what (the roles: README "Access"). A new route fails test_every_route_has_an_expected_role_set until it is added here.
 EXPECTED_ROLES = {
     ("GET", ME): set(Role),
     ("GET", "/api/v1/stations"): set(Role),

@@ -1,4 +1,4 @@
-"""Per-device broker accounts: generated files, and a real Mosquitto that enforces them (issue 5)."""
+"""Per-device broker accounts: generated files, and a real Mosquitto that enforces them."""
 
 from __future__ import annotations
 

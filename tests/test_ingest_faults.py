@@ -1,4 +1,4 @@
-"""Fault tests for ingest (issue 3): at-least-once end to end (design.md §2) under real faults.
+"""Fault tests for ingest: at-least-once end to end (docs/architecture.md, "Ingest") under real faults.
 
 Each test streams QoS 1 messages through a real Mosquitto and checks EXACT results: every distinct
 (station, metric, ts) published is in the store once with its value, nothing else is, and every bad

@@ -1,5 +1,5 @@
 """A past storm replayed through a real Mosquitto: the signals come out at the data times the
-thresholds say (computed here from design.md §4, not from the engine), also across a restart."""
+thresholds say (computed here from docs/domain.md, not from the engine), also across a restart."""
 
 from __future__ import annotations
 

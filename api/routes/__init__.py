@@ -22,7 +22,7 @@ api_router.include_router(alerts.router)
 api_router.include_router(dead_letters.router)
 api_router.include_router(rules.router)
 api_router.include_router(roster.router)
-# River chiefs (issue 5): object-level scope in api.routes.patrol_scope.
+# River chiefs: object-level scope in api.routes.patrol_scope.
 api_router.include_router(rivers.router)
 api_router.include_router(chiefs.router)
 api_router.include_router(photos.router)  # before patrols and issues: /patrols/{id}/photos is not a patrol route

@@ -39,7 +39,7 @@ MAX_RAIN_READINGS = 50_000
 COORD_DIGITS = 5  # ≈ 1 m: enough for a district map, and a third of the bytes of full doubles
 
 GB5749 = "GB 5749-2022"
-# Drinking-water limits (design.md §4). A standard, not an alert setting: tuning an alert rule must not change
+# Drinking-water limits (docs/domain.md, "Drinking water"). A standard, not an alert setting: tuning an alert rule must not change
 # what counts as compliant. Pressure is a service level (CJ/T 316), shown beside them but not part of compliance.
 QUALITY_LIMITS: tuple[tuple[str, float | None, float | None, str], ...] = (
     ("turbidity_ntu", None, 1.0, GB5749),

@@ -1,4 +1,4 @@
-"""Patrol compliance and issue statistics (design.md §4 "River chiefs", "Complaint platform benchmarks").
+"""Patrol compliance and issue statistics (docs/domain.md, "River chiefs": patrol frequency, deadlines).
 
 Patrol compliance of a chief over a period ``[start, end)``:
 

@@ -1,4 +1,4 @@
-"""The river-chief domain (design.md §4 "River chiefs"): rivers, segments, chiefs, patrols, photos, issues.
+"""The river-chief domain (docs/domain.md, "River chiefs"): rivers, segments, chiefs, patrols, photos, issues.
 
 All times are timezone-aware UTC: an offset is required on input and converted, a naive time is refused
 (SQLite keeps no offset, so a +08:00 time stored as is would read back 8 h off).

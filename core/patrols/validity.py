@@ -1,6 +1,6 @@
 """Does a patrol count? Pure checks of a GPS track against its segment and the configured minimums.
 
-A finished patrol is *valid* when all of these hold (design.md §4: patrol apps refuse or flag short,
+A finished patrol is *valid* when all of these hold (docs/domain.md, "River chiefs": patrol apps refuse or flag short,
 perfunctory and padded patrols); otherwise ``invalid_reason`` lists every failed check as ``code: detail``
 joined by ``; ``, codes in this order:
 

@@ -1,6 +1,6 @@
 """InfluxDB adapters: line protocol in, InfluxQL (/query, epoch=ms) out.
 
-Schema (design.md §3): measurement = station kind, tag ``station_id``, one float field per metric,
+Schema (docs/data-model.md, "Time-series store"): measurement = station kind, tag ``station_id``, one float field per metric,
 timestamp = the device time in milliseconds. A point is measurement + tag set + time, so writing the
 same station, metric and time twice keeps one value (the last written) -- the same as the SQLite upsert.
 
@@ -38,7 +38,7 @@ from core.tsdb.port import AGGS, Agg, StoreUnavailable
 log = logging.getLogger(__name__)
 
 TAG = "station_id"
-# design.md §5: about 5,000 lines per request.
+# influxdb-client recommends about 5,000 lines per request (docs/domain.md).
 WRITE_BATCH_LINES = 5000
 _GZIP_MIN_BYTES = 1024
 _TRUE = ("1", "true", "yes", "on")
@@ -400,7 +400,7 @@ class InfluxV1Store(_InfluxQLStore):
 class Influx2Store(_InfluxQLStore):
     """``influxdb2://host:port/bucket?org=ORG`` with an API token.
 
-    Writes go through ONE influxdb-client and ONE synchronous write API per store (design.md §5: one per
+    Writes go through ONE influxdb-client and ONE synchronous write API per store (docs/domain.md: one per
     process, closed on exit); reads through the v1-compatible ``/query`` (``db`` = bucket).
     """
 
