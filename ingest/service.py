@@ -83,7 +83,7 @@ class Ingestor(MqttConsumer):
 
     # -- lifecycle ---------------------------------------------------------
     def start(self) -> None:
-        self.reload_stations()
+        self.catalog.refresh()
         self._stopping.clear()
         self._draining = False
         self._flusher = threading.Thread(target=self._flush_loop, name="ingest-flush", daemon=True)
@@ -100,9 +100,6 @@ class Ingestor(MqttConsumer):
         if self._flusher:
             self._flusher.join(timeout=30)
         super().stop()
-
-    def reload_stations(self) -> None:
-        self.catalog.refresh()
 
     @property
     def pending(self) -> int:

@@ -6,6 +6,8 @@ from core.payload import Rejected, decode, encode, encode_batch
 from core.timeutil import utcnow
 from tests.conftest import GAUGE, RESERVOIR
 
+pytestmark = pytest.mark.unit  # the wire format alone
+
 STATIONS = {s.id: s for s in (GAUGE, RESERVOIR)}
 NOW = utcnow()
 TS = "2026-06-28T14:05:00+08:00"
