@@ -16,11 +16,14 @@ import logging
 import threading
 import time
 from datetime import datetime, timedelta
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping
 
 from core.domain import Station
 from core.logs import kv
 from core.rules import DEFAULT_STALE_INTERVALS, Rule, RuleType
+
+if TYPE_CHECKING:
+    from core.registry import Registry
 
 log = logging.getLogger("core.catalog")
 
@@ -47,7 +50,7 @@ class StationCatalog(Mapping[str, Station]):
         self.version = 0  # bumped by every refresh that changes a station (added, removed or edited)
 
     @classmethod
-    def of(cls, registry, refresh_s: float = DEFAULT_REFRESH_S, **kw) -> "StationCatalog":  # noqa: ANN001
+    def of(cls, registry: "Registry", refresh_s: float = DEFAULT_REFRESH_S, **kw: float) -> "StationCatalog":
         """A catalogue of a Registry's stations."""
         return cls(registry.list_stations, refresh_s=refresh_s, **kw)
 

@@ -24,6 +24,7 @@ from core.registry import Registry, UserRepo
 from core.settings import Settings
 from core.timeutil import utcnow
 from smartwater.bootstrap import ensure_demo_network as ensure_river_network  # the demo's river network
+from smartwater.bootstrap import store_demo_data
 from smartwater.runner import Supervisor, build_stages, open_backends
 
 log = logging.getLogger("smartwater.demo")
@@ -95,7 +96,7 @@ def river_chief_logins(registry: Registry, settings: Settings) -> list[tuple[str
 
 def run_demo(base: Settings, port: int, speed: float, duration: float | None, mqtt_port: int | None = None,
              keep: bool = False, scenario: str = "storm", echo=print) -> dict:
-    from simulators import Simulator, generate_district
+    from simulators import Simulator
 
     data_dir = Path(base.data_dir) / "demo"
     if not keep and data_dir.exists():
@@ -109,13 +110,13 @@ def run_demo(base: Settings, port: int, speed: float, duration: float | None, mq
     sup.add("broker", broker)
     settings = demo_settings(base, broker.url, data_dir)
     registry, store = open_backends(settings)
+    if not registry.list_stations():
+        store_demo_data(registry, settings)  # what `smartwater init --demo-data` loads
+    else:
+        ensure_river_network(registry, settings)  # --keep: the stations are there; the network may not be
     stations = registry.list_stations()
-    if not stations:
-        registry.upsert_stations(generate_district(settings.district_seed))
-        stations = registry.list_stations()
     start_alert_id = max((a.id for a in registry.list_alerts(limit=1)), default=0)
     login = demo_login(registry)
-    ensure_river_network(registry, settings)
     seed_patrol_history(registry, settings)
     chief_logins = river_chief_logins(registry, settings)
 
