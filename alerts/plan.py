@@ -178,7 +178,8 @@ class SlotTable:
     def _rule_levels(self, rule: Rule) -> list:
         levels = self._levels.get(rule.name)
         if levels is None:
-            levels = self._levels[rule.name] = rain_levels(rule) if rule.type == RuleType.rain_sum else rule_levels(rule)
+            rain = rule.type == RuleType.rain_sum
+            levels = self._levels[rule.name] = rain_levels(rule) if rain else rule_levels(rule)
         return levels
 
     def _make(self, st: Station, metric: str) -> Slot:

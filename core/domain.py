@@ -36,8 +36,8 @@ def _m(name: str, unit: str, lo: float, hi: float) -> tuple[str, MetricSpec]:
     return name, MetricSpec(name, unit, lo, hi)
 
 
-# docs/data-model.md, "Kinds and metrics". Elevations are metres above the national datum; Chinese reservoirs sit between
-# sea level and ~5,000 m, so levels outside -50..6000 m are instrument or encoding faults.
+# docs/data-model.md, "Kinds and metrics". Elevations are metres above the national datum; Chinese reservoirs
+# sit between sea level and ~5,000 m, so levels outside -50..6000 m are instrument or encoding faults.
 METRICS: dict[str, dict[str, MetricSpec]] = {
     Kind.reservoir.value: dict([
         _m("water_level_m", "m", -50, 6000),

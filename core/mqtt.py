@@ -1,7 +1,8 @@
 """paho-mqtt clients set up the same way for every stage, and a consumer base class.
 
-Lessons from paho's issue tracker (docs/domain.md, "The parts we build on") built in: subscriptions are (re)made in on_connect,
-an exception in a callback is caught and counted instead of killing the network thread.
+Lessons from paho's issue tracker (docs/domain.md, "The parts we build on") built in: subscriptions are
+(re)made in on_connect, an exception in a callback is caught and counted instead of killing the network
+thread.
 """
 
 from __future__ import annotations

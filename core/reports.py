@@ -1,8 +1,8 @@
 """Reports built from the time-series store.
 
-The daily rainfall report covers the hydrological day (docs/alert-semantics.md, "Reports"): 08:00 local time of ``day`` to
-08:00 of the next day, so a reading at 07:55 belongs to the previous day's report and one at 08:05 to
-this day's. ``rain_mm`` is the increment since the gauge's previous report, so a day's rain is their sum.
+The daily rainfall report covers the hydrological day (docs/alert-semantics.md, "Reports"): 08:00 local time
+of ``day`` to 08:00 of the next day, so a reading at 07:55 belongs to the previous day's report and one at
+08:05 to this day's. ``rain_mm`` is the increment since the gauge's previous report, so a day's rain is their sum.
 """
 
 from __future__ import annotations

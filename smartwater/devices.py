@@ -225,7 +225,8 @@ def write_credentials(stations: Iterable[Station], out_dir: Path, *, rotate: boo
     _write_private(out_dir / CREDENTIALS_FILE, _credentials_csv(accounts))
     _write_private(out_dir / SERVICES_ENV_FILE, "".join(f"{k}={v}\n" for k, v in services_env(accounts).items()))
     _write_private(out_dir / PASSWD_FILE, passwd_text(accounts))
-    _write_private(out_dir / ACL_FILE, acl_text(accounts, shared_group or topics.DEFAULT_SHARED_GROUP), mode=0o644)  # no secret in it
+    acl = acl_text(accounts, shared_group or topics.DEFAULT_SHARED_GROUP)
+    _write_private(out_dir / ACL_FILE, acl, mode=0o644)  # no secret in it
     return summary
 
 
@@ -243,7 +244,8 @@ def credentials_cmd(
         csv_file: Optional[Path] = typer.Option(None, "--csv", exists=True, dir_okay=False,
                                                 help="Stations from this CSV (as `smartwater init --stations`)."),
         district: bool = typer.Option(False, "--district",
-                                      help="Stations of the generated demo district (as `smartwater init --demo-data`)."),
+                                      help="Stations of the generated demo district (as `smartwater init "
+                                           "--demo-data`)."),
         rotate: bool = typer.Option(False, "--rotate", help="New passwords for every account."),
         rotate_account: list[str] = typer.Option([], "--rotate-account", help="New password for this account "
                                                  "(station id or service name); repeatable."),

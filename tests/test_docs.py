@@ -1,6 +1,6 @@
 """Comments point into the repository's own docs/, and the pointers hold: every docs file named in the code
-exists, and a section named with it (a quoted heading right after the file name) is a heading of that file. Nothing points outside
-the repository (no design-notes paragraphs, no issue numbers)."""
+exists, and a section named with it (a quoted heading right after the file name) is a heading of that file.
+Nothing points outside the repository (no design-notes paragraphs, no issue numbers)."""
 
 from __future__ import annotations
 
