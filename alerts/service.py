@@ -16,6 +16,7 @@ from alerts.engine import AlertEngine
 from alerts.notify import AlertNotifier
 from alerts.scheduler import AlertScheduler
 from core import topics
+from core.catalog import StationCatalog
 from core.domain import SEVERITY_ORDER
 from core.logs import kv
 from core.mqtt import MqttConsumer
@@ -32,13 +33,13 @@ log = logging.getLogger("alerts")
 
 class AlertService(MqttConsumer):
     def __init__(self, settings: Settings, registry: Registry, store: TimeSeriesStore,
-                 client_id: str | None = None) -> None:
+                 client_id: str | None = None, catalog: StationCatalog | None = None) -> None:
         super().__init__(settings, client_id or f"{settings.mqtt_client_prefix}-alerts", [(topics.READINGS, 1)],
                          persistent=True, name="alerts")
         self.registry = registry
         self.store = store
         self.notifier = AlertNotifier(settings, registry)
-        self.engine = AlertEngine(settings, registry, self.notifier)
+        self.engine = AlertEngine(settings, registry, self.notifier, catalog)
         self.scheduler = AlertScheduler(settings, registry, self.notifier, store)
         # The engine's state is touched by paho's thread (readings) and the scheduler's (time checks).
         self._lock = threading.Lock()

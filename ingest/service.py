@@ -62,14 +62,15 @@ def ingest_identity(settings: Settings) -> tuple[str, str]:
 
 class Ingestor(MqttConsumer):
     def __init__(self, settings: Settings, registry: Registry, store: TimeSeriesStore,
-                 client_id: str | None = None, topic: str | None = None) -> None:
+                 client_id: str | None = None, topic: str | None = None,
+                 catalog: StationCatalog | None = None) -> None:
         default_id, default_topic = ingest_identity(settings)
         super().__init__(settings, client_id or default_id, [(topic or default_topic, 1)],
                          persistent=True, manual_ack=True, name="ingest")
         self.registry = registry
         self.store = store
         self.stats = IngestStats()
-        self.catalog = StationCatalog.of(registry, settings.station_refresh_s)
+        self.catalog = catalog or StationCatalog.of(registry, settings.station_refresh_s)
         self._lock = threading.Lock()
         self._batch = _Batch()
         self._wake = threading.Event()

@@ -7,6 +7,7 @@ import signal
 import threading
 from typing import Callable, Protocol
 
+from core.catalog import StationCatalog
 from core.logs import configure_logging, kv
 from core.registry import Registry, open_registry
 from core.settings import Settings, get_settings
@@ -82,17 +83,19 @@ def _add_health(sup: Supervisor, name: str, host: str, port: int, health: Callab
 def build_stages(sup: Supervisor, settings: Settings, registry: Registry, store: TimeSeriesStore, stage: str,
                  port: int | None = None) -> dict[str, Component]:
     built: dict[str, Component] = {}
+    # One catalogue of stations for the stages of this process: one registry read per refresh, one view.
+    catalog = StationCatalog.of(registry, settings.station_refresh_s)
     if stage in ("ingest", "all"):
         from ingest import Ingestor
 
-        built["ingest"] = sup.add("ingest", Ingestor(settings, registry, store))
+        built["ingest"] = sup.add("ingest", Ingestor(settings, registry, store, catalog=catalog))
         if settings.ingest_metrics_port:
             _add_health(sup, "ingest-metrics", settings.ingest_metrics_host, settings.ingest_metrics_port,
                         built["ingest"].health)
     if stage in ("alerts", "all"):
         from alerts import AlertService
 
-        built["alerts"] = sup.add("alerts", AlertService(settings, registry, store))
+        built["alerts"] = sup.add("alerts", AlertService(settings, registry, store, catalog=catalog))
         if settings.alerts_metrics_port:
             _add_health(sup, "alerts-metrics", settings.alerts_metrics_host, settings.alerts_metrics_port,
                         built["alerts"].health)
