@@ -10,6 +10,8 @@ new random passwords each run, printed right after the API's address.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import json
 import logging
 import secrets
@@ -75,7 +77,13 @@ def ensure_river_network(registry: Registry, settings: Settings) -> dict[str, in
     return store_network(repo, generate_river_network(seed=settings.district_seed))
 
 
-def seed_patrol_history(registry: Registry, settings: Settings, days: int = 60) -> dict[str, int] | None:
+# The default bulletin shows the last complete month with the week straddling its start: at the end of a long
+# month that reaches back 31 + 31 + 6 days; 75 days cover it on every day of the year.
+DEMO_HISTORY_DAYS = 75
+
+
+def seed_patrol_history(registry: Registry, settings: Settings, days: int = DEMO_HISTORY_DAYS,
+                        now: datetime | None = None) -> dict[str, int] | None:
     """The last ``days`` of patrols of the demo registry's chiefs, so the dashboard's chief table and the public
     bulletin show real compliance rates; only into a registry without patrols. The counts inserted, or None."""
     from core.patrols.repo import PatrolRepo
@@ -84,7 +92,7 @@ def seed_patrol_history(registry: Registry, settings: Settings, days: int = 60) 
     repo = PatrolRepo(registry.engine, settings)
     if repo.counts()["patrols"]:
         return None
-    return load_recent_patrols(registry.engine, repo.list_chiefs(), repo.frequencies, utcnow(), days=days,
+    return load_recent_patrols(registry.engine, repo.list_chiefs(), repo.frequencies, now or utcnow(), days=days,
                                tz=repo.tz, seed=settings.district_seed)
 
 
