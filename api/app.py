@@ -15,6 +15,7 @@ from api.routes import api_router, dashboard, health, public_router
 from api.schemas import ErrorOut, ValidationErrorOut
 from api.stream import AlertStream
 from core.registry import Registry, open_registry
+from core.clock import SYSTEM_CLOCK, Clock
 from core.settings import Settings
 from core.tsdb import TimeSeriesStore, store_from_settings
 
@@ -59,7 +60,7 @@ a 409; photos: 413 when too large, 415 when not a JPEG, PNG or WebP.
 
 
 def create_app(settings: Settings, registry: Registry | None = None,
-               store: TimeSeriesStore | None = None, stream: bool = True) -> FastAPI:
+               store: TimeSeriesStore | None = None, stream: bool = True, clock: Clock = SYSTEM_CLOCK) -> FastAPI:
     """Build the API. Opens the registry and the store from ``settings`` when they are not given and then closes
     them on shutdown; ones passed in belong to the caller. Creating the registry schema is the caller's job.
     The users live in the registry (``core.registry.users``); the token secret is SMARTWATER_AUTH_SECRET or
@@ -67,7 +68,10 @@ def create_app(settings: Settings, registry: Registry | None = None,
 
     ``stream``: run the alert stream (``api.stream.AlertStream``, MQTT ``water/alerts/#`` → SSE) while the app
     runs. It starts with the app whether or not the broker can be reached, and keeps reconnecting; pass False
-    where nothing needs it (``/api/v1/alerts/stream`` then answers 503)."""
+    where nothing needs it (``/api/v1/alerts/stream`` then answers 503).
+
+    ``clock``: where "now" comes from for every date-dependent answer (default periods, due periods, back-dating
+    checks, overdue issues); tests pass a ``core.clock.FixedClock``."""
     owned: list[Registry | TimeSeriesStore] = []
     if registry is None:
         assert settings.db_url is not None  # Settings fills it in
@@ -114,6 +118,7 @@ def create_app(settings: Settings, registry: Registry | None = None,
     app.state.settings = settings
     app.state.registry = registry
     app.state.store = store
+    app.state.clock = clock
     app.state.alert_stream = None  # set while the app runs with stream=True
     try:
         app.state.auth = Auth(settings, registry)  # the token secret; data_dir/auth_secret when not configured

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from core.clock import Clock
 from core.registry import Registry
 from core.settings import Settings
 from core.tsdb import TimeSeriesStore
@@ -23,6 +24,12 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def get_clock(request: Request) -> Clock:
+    """The app's clock (create_app's ``clock``): every date-dependent default asks it, never the wall clock."""
+    return request.app.state.clock
+
+
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 StoreDep = Annotated[TimeSeriesStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+ClockDep = Annotated[Clock, Depends(get_clock)]

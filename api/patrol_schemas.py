@@ -6,7 +6,8 @@ Times in requests need an offset (``2026-06-28T14:05:00+08:00``); times in respo
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, time, timedelta, timezone
+from zoneinfo import ZoneInfo
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
@@ -148,6 +149,15 @@ class PatrolStartIn(_In):
                                   "unless they say otherwise")
 
 
+class PatrolImportIn(_In):
+    chief_id: Id = Field(description="the chief who patrolled")
+    segment_id: Id
+    started_at: ClientTime = Field(description="when the patrol began (any time since 2000)")
+    self_started: bool = False
+    reason: str = Field(min_length=4, max_length=500, description="why it is recorded after the fact, e.g. "
+                                                                 "'paper patrol log of March, entered by the office'")
+
+
 class PointIn(_In):
     ts: ClientTime = Field(description="device time of the fix, with an offset")
     lat: float = Field(ge=-90, le=90)
@@ -189,6 +199,10 @@ class PatrolOut(_Out):
     invalid_reason: str | None
     invalid_codes: list[str] = Field(description="no_track, short_duration, short_distance, off_segment, "
                                                  "too_fast, too_frequent")
+    recorded_at: UtcDateTime | None = Field(default=None, description="when the patrol reached the registry")
+    source: str = Field(default="app", description="app (live) or import (recorded afterwards by an admin)")
+    recorded_by: str | None = Field(default=None, description="who imported it")
+    import_reason: str | None = None
 
     @classmethod
     def from_domain(cls, p: Patrol) -> "PatrolOut":
@@ -197,7 +211,8 @@ class PatrolOut(_Out):
         return cls(id=p.id, chief_id=p.chief_id, segment_id=p.segment_id, self_started=p.self_started,
                    started_at=p.started_at, finished_at=p.finished_at, status=p.status, point_count=p.point_count,
                    distance_m=p.distance_m, duration_s=p.duration_s, coverage=p.coverage, valid=p.valid,
-                   invalid_reason=p.invalid_reason, invalid_codes=codes)
+                   invalid_reason=p.invalid_reason, invalid_codes=codes, recorded_at=p.recorded_at,
+                   source=p.source, recorded_by=p.recorded_by, import_reason=p.import_reason)
 
 
 class PatrolDetail(PatrolOut):
@@ -306,6 +321,13 @@ class IssueDetail(IssueOut):
 
 
 # -- compliance --------------------------------------------------------------------------------------------
+class PeriodOut(_Out):
+    start: UtcDateTime
+    end: UtcDateTime
+    valid: int = Field(description="valid patrols started in this period")
+    met: bool = Field(description="valid >= the level's N")
+
+
 class ChiefComplianceOut(_Out):
     chief_id: str
     name: str
@@ -313,31 +335,40 @@ class ChiefComplianceOut(_Out):
     town: str | None
     village: str | None
     frequency: str = Field(description="minimum, N/unit (local calendar periods)")
-    required: int
-    patrols: int = Field(description="finished patrols started in the period")
-    valid: int
-    rate: float | None = Field(description="min(1, valid / required); null when nothing was due")
+    periods_due: int = Field(description="calendar periods of the chief's level that end in the report period "
+                                         "and are over")
+    periods_met: int = Field(description="due periods holding at least N valid patrols")
+    required: int = Field(description="N x periods due")
+    counted: int = Field(description="sum over due periods of min(valid patrols in it, N)")
+    patrols: int = Field(description="finished patrols started in the report period")
+    valid: int = Field(description="valid patrols started in the report period")
+    rate: float | None = Field(description="counted / required; null when nothing was due")
+    periods: list[PeriodOut] = Field(description="each due period and whether it was met")
 
     @classmethod
     def from_domain(cls, c: ChiefCompliance) -> "ChiefComplianceOut":
         return cls(chief_id=c.chief_id, name=c.name, level=c.level, town=c.town, village=c.village,
-                   frequency=c.frequency, required=c.required, patrols=c.patrols, valid=c.valid, rate=c.rate)
+                   frequency=c.frequency, periods_due=c.periods_due, periods_met=c.periods_met, required=c.required,
+                   counted=c.counted, patrols=c.patrols, valid=c.valid, rate=c.rate,
+                   periods=[PeriodOut(start=p.start, end=p.end, valid=p.valid, met=p.met) for p in c.periods])
 
 
 class RollupOut(_Out):
     key: str | None = Field(description="the town or level; null: county chiefs (no town) or the total")
     chiefs: int
     required: int
+    counted: int
     patrols: int
     valid: int
-    rate: float | None = Field(description="Σ min(valid, required) / Σ required")
+    rate: float | None = Field(description="sum counted / sum required")
     compliant: int = Field(description="chiefs at rate 1")
     mean_rate: float | None
+    rank: int | None = Field(default=None, description="towns: 1 = highest rate; equal rates share a rank")
 
     @classmethod
     def from_domain(cls, r: Rollup) -> "RollupOut":
-        return cls(key=r.key, chiefs=r.chiefs, required=r.required, patrols=r.patrols, valid=r.valid, rate=r.rate,
-                   compliant=r.compliant, mean_rate=r.mean_rate)
+        return cls(key=r.key, chiefs=r.chiefs, required=r.required, counted=r.counted, patrols=r.patrols,
+                   valid=r.valid, rate=r.rate, compliant=r.compliant, mean_rate=r.mean_rate, rank=r.rank)
 
 
 class IssueStatsOut(_Out):
@@ -363,9 +394,29 @@ class IssueStatsBlock(_Out):
     by_town: list[IssueStatsOut]
 
 
+class PeriodInfo(_Out):
+    """The report period, said the way people read it."""
+    start: UtcDateTime
+    end: UtcDateTime = Field(description="exclusive")
+    timezone: str = Field(description="the zone the calendar periods are counted in")
+    month: str | None = Field(description="YYYY-MM when the period is exactly one calendar month")
+    label: str = Field(description="the period in local dates, e.g. 2026-11-01 – 2026-11-30")
+    as_of: UtcDateTime | None = Field(description="periods not over by then were not yet due")
+
+    @classmethod
+    def of(cls, start: datetime, end: datetime, tz: ZoneInfo, as_of: datetime | None) -> "PeriodInfo":
+        a, b = start.astimezone(tz), end.astimezone(tz)
+        last = (end - timedelta(microseconds=1)).astimezone(tz)
+        whole_month = (a.day == 1 and a.time() == b.time() == time() and b.day == 1
+                       and (b.year * 12 + b.month) - (a.year * 12 + a.month) == 1)
+        return cls(start=start, end=end, timezone=str(tz), month=f"{a:%Y-%m}" if whole_month else None,
+                   label=f"{a:%Y-%m-%d} – {last:%Y-%m-%d}", as_of=as_of)
+
+
 class ComplianceOut(_Out):
     start: UtcDateTime
     end: UtcDateTime
+    period: PeriodInfo
     town: str | None = Field(description="the town the figures are limited to (a town supervisor's); null: district")
     frequencies: dict[str, str]
     required_by_level: dict[str, int]
@@ -377,9 +428,9 @@ class ComplianceOut(_Out):
 
     @classmethod
     def from_domain(cls, rep: ComplianceReport, town: str | None, total: IssueStats,
-                    per_town: list[IssueStats]) -> "ComplianceOut":
-        return cls(start=rep.start, end=rep.end, town=town, frequencies=rep.frequencies,
-                   required_by_level=rep.required_by_level,
+                    per_town: list[IssueStats], tz: ZoneInfo) -> "ComplianceOut":
+        return cls(start=rep.start, end=rep.end, period=PeriodInfo.of(rep.start, rep.end, tz, rep.as_of), town=town,
+                   frequencies=rep.frequencies, required_by_level=rep.required_by_level,
                    chiefs=[ChiefComplianceOut.from_domain(c) for c in rep.chiefs],
                    by_town=[RollupOut.from_domain(r) for r in rep.by_town],
                    by_level=[RollupOut.from_domain(r) for r in rep.by_level], total=RollupOut.from_domain(rep.total),
@@ -388,7 +439,9 @@ class ComplianceOut(_Out):
 
 
 # -- the public bulletin -----------------------------------------------------------------------------------
-BULLETIN_FIELDS = ("chief_id", "name", "level", "town", "required", "valid", "total", "rate")
+BULLETIN_FIELDS = ("chief_id", "name", "level", "town", "frequency", "periods_due", "periods_met", "required",
+                   "valid", "total", "rate")
+BULLETIN_TOWN_FIELDS = ("rank", "town", "chiefs", "required", "counted", "rate", "compliant")
 
 
 class BulletinRow(_Out):
@@ -396,15 +449,32 @@ class BulletinRow(_Out):
     name: str
     level: str
     town: str | None
-    required: int = Field(description="patrols due in the period's whole calendar periods")
-    valid: int = Field(description="valid patrols")
-    total: int = Field(description="finished patrols, valid or not")
-    rate: float | None = Field(description="compliance rate min(1, valid / required); null when nothing was due")
+    frequency: str = Field(description="minimum patrols, N/unit")
+    periods_due: int
+    periods_met: int
+    required: int = Field(description="N x due calendar periods (weeks, dekads, months) ending in the period")
+    valid: int = Field(description="valid patrols started in the period")
+    total: int = Field(description="finished patrols started in the period, valid or not")
+    rate: float | None = Field(description="compliance rate: valid patrols counted up to N per due period, divided "
+                                           "by required; null when nothing was due")
+
+
+class BulletinTown(_Out):
+    rank: int | None = Field(description="1 = highest rate; equal rates share a rank; null when nothing was due")
+    town: str
+    chiefs: int
+    required: int
+    counted: int
+    rate: float | None
+    compliant: int = Field(description="chiefs at rate 1")
 
 
 class BulletinOut(_Out):
     start: UtcDateTime
     end: UtcDateTime
     timezone: str = Field(description="the zone the calendar periods are counted in")
+    period: PeriodInfo
     generated_at: UtcDateTime
+    district_rate: float | None
+    towns: list[BulletinTown] = Field(description="towns by rank")
     rows: list[BulletinRow]

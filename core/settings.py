@@ -188,6 +188,13 @@ class Settings(BaseSettings):
     patrol_min_gap_h: float = Field(default=0.0, ge=0)
     # Fixes whose reported accuracy is worse than this are ignored (cell-tower fixes are hundreds of metres).
     patrol_max_point_accuracy_m: float = Field(default=100.0, gt=0)
+    # No back-filling (docs/river-chiefs.md): a patrol may start at most this long before it is recorded (a
+    # phone offline for a day or two); older records are imported by an admin, with a reason. Fixes must lie
+    # between the patrol's start and finish, give or take the clock tolerance (phone clocks run a little off).
+    patrol_backdate_grace_h: float = Field(default=48.0, ge=0)
+    patrol_clock_tolerance_s: float = Field(default=300.0, ge=0, le=86400)
+    # At most this many GPS fixes per patrol: one a second for five and a half hours.
+    patrol_max_points: int = Field(default=20_000, ge=100)
     # Minimum patrol frequency per level, "N/unit" with unit week | dekad (ten days: 1–10, 11–20, 21–end of
     # month) | month | quarter | year, in local calendar periods (display_timezone). Published examples:
     # county quarterly or monthly, town every ten days or ≥ 3 a month, village weekly.

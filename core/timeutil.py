@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -60,3 +60,22 @@ def from_ms(ms: int) -> datetime:
 @lru_cache
 def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
+
+
+def month_bounds(year: int, month: int, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """A calendar month in ``tz``: [its first day 00:00, the next month's first day 00:00), aware datetimes."""
+    start = datetime(year, month, 1, tzinfo=tz)
+    end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=tz)
+    return start, end
+
+
+def month_of(ts: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The calendar month in ``tz`` that holds ``ts``."""
+    local = ts.astimezone(tz)
+    return month_bounds(local.year, local.month, tz)
+
+
+def last_complete_month(now: datetime, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The last calendar month in ``tz`` that is wholly over at ``now`` (on 1 December 00:20: November)."""
+    this_month_start = month_of(now, tz)[0]
+    return month_of(this_month_start - timedelta(seconds=1), tz)

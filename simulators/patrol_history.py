@@ -67,7 +67,8 @@ def load_recent_patrols(engine: Any, chiefs: Sequence[Chief], frequencies: Mappi
         diligence = float(rng.choice([1.0, 1.0, 1.0, 0.8, 0.5]))  # most keep up, some don't
         # whole periods from before ``start`` to past ``end``, times clipped to the span
         for a, b in full_periods(freq.unit, start - timedelta(days=40), end + timedelta(days=40), tz):
-            k = int(rng.binomial(freq.count, min(1.0, 0.97 * diligence)))
+            # now and then one more than required: a patrol that did not count is walked again
+            k = int(rng.binomial(freq.count, min(1.0, 0.97 * diligence)) + rng.binomial(1, 0.3 * diligence))
             for t in rng.uniform(a.timestamp(), b.timestamp(), k):
                 if start.timestamp() <= t < end.timestamp():
                     chief_ids.append(chief.id)

@@ -16,7 +16,10 @@ their first review.
 
 Every request carries simulated times (``started_at``, fix times, ``finished_at``, ``found_at``, ``at``). The API
 accepts client times between 2000 and now, so the period ends now at the latest, and a step that would fall
-after the period's end is not taken (issues found late in the period stay open). The choices of each patrol come
+after the period's end is not taken (issues found late in the period stay open). A chief may start a patrol at
+most the back-dating grace (48 h) before now, so older simulated patrols are opened the way an office enters paper
+records, through the admin import (account ``sim-records``, with a reason on each patrol); their fixes and finish
+then go through the chief's calls like any other. The choices of each patrol come
 from a generator keyed by (seed, chief, calendar period, index): the same seed and ``--start`` repeat the same
 run, whatever the number of workers.
 """
@@ -109,6 +112,12 @@ def _username(prefix: str, key: str) -> str:
 
 def chief_username(chief_id: str) -> str:
     return _username("simchief", chief_id)
+
+
+# The account that records the simulated history older than the API's back-dating grace, as an office clerk
+# enters paper patrol logs (POST /patrols/import, admins only, with a reason kept on each patrol).
+RECORDS_USER = "sim-records"
+IMPORT_REASON = "simulated patrol history (smartwater simulate --scenario patrols)"
 
 
 def supervisor_username(town: str) -> str:
@@ -313,8 +322,10 @@ class PatrolSimulation:
 
     def __init__(self, settings: Settings, api_url: str, chiefs: list[Chief], chief_tokens: dict[str, str],
                  supervisor_tokens: dict[str, str], start: datetime, end: datetime, seed: int,
-                 mix: PatrolMix = PatrolMix(), workers: int = DEFAULT_WORKERS, timeout_s: float = 60.0) -> None:
+                 mix: PatrolMix = PatrolMix(), workers: int = DEFAULT_WORKERS, timeout_s: float = 60.0,
+                 records_token: str | None = None) -> None:
         self.settings = settings
+        self.records_token = records_token
         self.tz = ZoneInfo(settings.display_timezone)
         self.rules = PatrolRules.from_settings(settings)
         self.freqs = frequencies_from_settings(settings)
@@ -330,6 +341,10 @@ class PatrolSimulation:
         self._segments: dict[str, list[list[float]]] = {}
 
     # -- plumbing
+    def _live_from(self) -> datetime:
+        """Patrols starting before this are older than the API's back-dating grace: they go in as imports."""
+        return datetime.now(UTC) - timedelta(hours=self.settings.patrol_backdate_grace_h) + timedelta(hours=1)
+
     def _limit(self) -> datetime:
         """Nothing is stamped after this: the period's end, and never the future."""
         return min(self.end, datetime.now(UTC) - NOW_MARGIN)
@@ -410,8 +425,13 @@ class PatrolSimulation:
             return  # would end after the period (or in the future): not this run's patrol
         tz = self.tz if rng.random() < 0.5 else None  # phones send local or UTC times; both carry an offset
         batches, late = upload_order(fixes, rng, self.mix)
-        patrol = self.call("POST", "/patrols", token, (201,),
-                           json={"segment_id": segment_id, "started_at": _iso(plan.start, tz)})
+        if plan.start < self._live_from() and self.records_token:
+            patrol = self.call("POST", "/patrols/import", self.records_token, (201,), json={
+                "chief_id": chief.id, "segment_id": segment_id, "started_at": _iso(plan.start, tz),
+                "self_started": True, "reason": IMPORT_REASON})
+        else:
+            patrol = self.call("POST", "/patrols", token, (201,),
+                               json={"segment_id": segment_id, "started_at": _iso(plan.start, tz)})
         pid = patrol["id"]
         for batch in batches:
             self.call("POST", f"/patrols/{pid}/points", token,
@@ -566,6 +586,7 @@ def prepare(settings: Settings, api_url: str | None = None, n_chiefs: int = DEFA
             _ensure_user(users, chief_username(c.id), Role.chief, f"Simulated chief {c.name}", c.town, c.id)
         for town in towns:
             _ensure_user(users, supervisor_username(town), Role.supervisor, f"Simulated supervisor, {town}", town)
+        _ensure_user(users, RECORDS_USER, Role.admin, "Simulated records clerk (imports the simulated history)", None)
     finally:
         registry.close()
     try:
@@ -581,7 +602,7 @@ def prepare(settings: Settings, api_url: str | None = None, n_chiefs: int = DEFA
     return PatrolSimulation(settings, api_url, chiefs,
                             {c.id: token(chief_username(c.id), Role.chief) for c in chiefs},
                             {t: token(supervisor_username(t), Role.supervisor) for t in towns},
-                            start, end, seed, mix, workers)
+                            start, end, seed, mix, workers, records_token=token(RECORDS_USER, Role.admin))
 
 
 def format_summary(summary: PatrolSimSummary, tz: str = "Asia/Shanghai") -> list[str]:

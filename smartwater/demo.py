@@ -14,7 +14,7 @@ import json
 import logging
 import secrets
 import shutil
-
+from datetime import datetime
 from pathlib import Path
 
 from core.broker import EmbeddedBroker
@@ -65,7 +65,13 @@ def demo_login(registry: Registry, username: str = DEMO_USER, role: str = "duty"
     return username, password
 
 
-def seed_patrol_history(registry: Registry, settings: Settings, days: int = 60) -> dict[str, int] | None:
+# The default bulletin shows the last complete month with the week straddling its start: at the end of a long
+# month that reaches back 31 + 31 + 6 days; 75 days cover it on every day of the year.
+DEMO_HISTORY_DAYS = 75
+
+
+def seed_patrol_history(registry: Registry, settings: Settings, days: int = DEMO_HISTORY_DAYS,
+                        now: datetime | None = None) -> dict[str, int] | None:
     """The last ``days`` of patrols of the demo registry's chiefs, so the dashboard's chief table and the public
     bulletin show real compliance rates; only into a registry without patrols. The counts inserted, or None."""
     from core.patrols.repo import PatrolRepo
@@ -74,7 +80,7 @@ def seed_patrol_history(registry: Registry, settings: Settings, days: int = 60) 
     repo = PatrolRepo(registry.engine, settings)
     if repo.counts()["patrols"]:
         return None
-    return load_recent_patrols(registry.engine, repo.list_chiefs(), repo.frequencies, utcnow(), days=days,
+    return load_recent_patrols(registry.engine, repo.list_chiefs(), repo.frequencies, now or utcnow(), days=days,
                                tz=repo.tz, seed=settings.district_seed)
 
 

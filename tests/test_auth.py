@@ -78,6 +78,7 @@ EXPECTED_ROLES = {
     ("GET", "/api/v1/chiefs/me"): {Role.chief},
     ("GET", "/api/v1/chiefs/{chief_id}"): set(Role),
     ("POST", "/api/v1/patrols"): PATROL_WRITERS,
+    ("POST", "/api/v1/patrols/import"): {Role.admin},
     ("POST", "/api/v1/patrols/{patrol_id}/points"): PATROL_WRITERS,
     ("POST", "/api/v1/patrols/{patrol_id}/finish"): PATROL_WRITERS,
     ("POST", "/api/v1/patrols/{patrol_id}/photos"): PATROL_WRITERS,

@@ -228,10 +228,33 @@ def test_language_switch_from_chinese_to_english(watched: Watched, demo: Demo):
 
 
 def test_public_bulletin_needs_no_login(watched: Watched, demo: Demo):
+    """The last complete month by default (the demo seeds its patrols), numeric rates, towns ranked, a month
+    picker, and every number under its own header."""
     page = watched.page
     page.goto(f"{demo.base}/bulletin")
     expect(page.locator("h1")).to_have_text("河长巡河情况公示")
-    expect(page.locator("#chiefs-table, #chiefs-empty").first).to_be_visible()
+    expect(page.locator("#chiefs-table")).to_be_visible()
+    expect(page.locator("#towns-table")).to_be_visible()
+    body = httpx.get(f"{demo.base}/api/v1/bulletin", timeout=10).json()
+    expect(page.locator("#period")).to_contain_text(body["period"]["label"])
+    assert page.locator("#month").input_value() == body["period"]["month"]
+    assert page.locator("#towns-table tbody tr").count() == 17
+    assert page.locator("#towns-table tbody tr").first.locator("td").first.inner_text() == "1"
+    rates = page.locator("#chiefs-table tbody td:last-child").all_inner_texts()
+    assert rates and all(r.strip().endswith("%") for r in rates), rates[:5]  # no "—": every chief had periods due
+    # Numbers sit under their headers: each right-aligned header ends where its column's cells end.
+    for tid in ("#chiefs-table", "#towns-table"):
+        heads = page.locator(f"{tid} thead th")
+        cells = page.locator(f"{tid} tbody tr").first.locator("td")
+        for k in range(heads.count()):
+            hb, cb = heads.nth(k).bounding_box(), cells.nth(k).bounding_box()
+            assert hb and cb and abs(hb["x"] - cb["x"]) < 1 and abs(hb["width"] - cb["width"]) < 1
+            if "num" in (heads.nth(k).get_attribute("class") or ""):
+                assert heads.nth(k).evaluate("e => getComputedStyle(e).textAlign") == "right", (tid, k)
     page.screenshot(path=str(ARTIFACTS / "bulletin.png"))
+    # Another month from the picker: the page asks for it and says so.
+    page.locator("#month").fill("2025-06")
+    page.locator("#month").dispatch_event("change")
+    expect(page.locator("#period")).to_contain_text("2025-06-01 – 2025-06-30")
     assert not any(s == 401 for s, _ in watched.failures)  # it asked for nothing that needs a token
     watched.check_clean()

@@ -24,13 +24,17 @@ from core.patrols.models import Chief, Level, River, Segment
 from core.patrols.repo import PatrolRepo
 from core.registry import open_registry
 from core.settings import Settings
-from core.timeutil import utcnow
+from core.clock import FixedClock
 from core.tsdb import open_store
 from simulators.rivers import walk_segment
 from tests.auth_util import token_for
 from tests.test_patrols import SEG_A, SEG_LONG, straight, tiny_png
 
 UTC = timezone.utc
+CST = timezone(timedelta(hours=8))
+# The API's clock in these tests: twenty minutes into a new year in the bureau's zone (still 31 December in UTC),
+# the moment that once made the bulletin empty.
+NOW = datetime(2027, 1, 1, 0, 20, tzinfo=CST).astimezone(UTC)
 TOWN_A, TOWN_B = "通济街道", "龙山街道"
 SEG_B = straight(36.30, 120.40, 1500)
 V1 = "/api/v1"
@@ -48,7 +52,8 @@ def world(api_settings):
     """Two towns, three chiefs, users of every kind, and a client; yields (client, headers by user, repo)."""
     registry = open_registry(api_settings.db_url)
     registry.create_schema()
-    repo = PatrolRepo(registry.engine, api_settings)
+    clock = FixedClock(NOW)
+    repo = PatrolRepo(registry.engine, api_settings, clock=clock)
     repo.upsert_rivers([River(id="R1", name="墨水河", geometry=[SEG_A]), River(id="R2", name="龙泉河", geometry=[SEG_B])])
     repo.upsert_segments([
         Segment(id="R1-001", river_id="R1", town=TOWN_A, village="东村", geometry=SEG_A),
@@ -66,7 +71,7 @@ def world(api_settings):
     headers = {name: {"Authorization": f"Bearer {token_for(api_settings, registry, name, role, **kw)}"}
                for name, (role, kw) in users.items()}
     store = open_store(api_settings.tsdb_url)
-    app = create_app(api_settings, registry=registry, store=store, stream=False)
+    app = create_app(api_settings, registry=registry, store=store, stream=False, clock=clock)
     with TestClient(app) as client:
         yield client, headers, repo
     store.close()
@@ -78,7 +83,7 @@ def _json_points(points: list[dict]) -> list[dict]:
 
 
 def _walked_patrol(client, h, segment=SEG_A, segment_id="R1-001", minutes_ago=45, fraction=1.0) -> dict:
-    start = (utcnow() - timedelta(minutes=minutes_ago)).replace(microsecond=0)
+    start = (NOW - timedelta(minutes=minutes_ago)).replace(microsecond=0)
     p = client.post(f"{V1}/patrols", headers=h, json={"segment_id": segment_id, "started_at": start.isoformat()})
     assert p.status_code == 201, p.text
     pts = _json_points(walk_segment(segment, start, fraction=fraction, jitter_m=3))
@@ -101,7 +106,7 @@ def _issue(client, h, **kw) -> dict:
 
 def test_patrol_loop_with_late_shuffled_and_repeated_batches(world):
     client, h, _ = world
-    start = (utcnow() - timedelta(minutes=50)).replace(microsecond=0)
+    start = (NOW - timedelta(minutes=50)).replace(microsecond=0)
     p = client.post(f"{V1}/patrols", headers=h["v1"], json={"segment_id": "R1-001",
                                                              "started_at": start.astimezone(
                                                                  timezone(timedelta(hours=8))).isoformat()})
@@ -159,7 +164,7 @@ def test_patrol_input_errors_are_clear_4xx(world):
                                                                  "started_at": "2026-06-01T08:00:00"})
     assert naive.status_code == 422 and "started_at" in naive.json()["detail"]
     future = client.post(f"{V1}/patrols", headers=h["v1"], json={
-        "segment_id": "R1-001", "started_at": (utcnow() + timedelta(days=1)).isoformat()})
+        "segment_id": "R1-001", "started_at": (NOW + timedelta(days=1)).isoformat()})
     assert future.status_code == 422 and "between 2000 and now" in future.json()["detail"]
     assert client.post(f"{V1}/patrols", headers=h["admin"], json={"segment_id": "R1-001"}).status_code == 422
     assert client.post(f"{V1}/patrols", headers=h["nolink"], json={"segment_id": "R1-001"}).status_code == 403
@@ -247,7 +252,7 @@ def test_issue_loop_review_fail_reopens_pass_closes(world):
 
 def test_overdue_issues_are_flagged_and_notified_once(world, own_broker, request):
     client, h, repo = world
-    now = utcnow()
+    now = NOW
     late = _issue(client, h["v1"], found_at=(now - timedelta(days=5)).isoformat())
     client.post(f"{V1}/issues/{late['id']}/assign", headers=h["sup_a"],
                 json={"assignee_kind": "village", "assignee": "V1", "at": (now - timedelta(days=4)).isoformat()})
@@ -301,7 +306,7 @@ def _snapshot(client, h, patrol_id: int, issue_id: int) -> tuple:
 
 def test_every_write_as_the_wrong_chief_is_refused_and_changes_nothing(world):
     client, h, _ = world
-    start = (utcnow() - timedelta(minutes=30)).replace(microsecond=0)
+    start = (NOW - timedelta(minutes=30)).replace(microsecond=0)
     pid = client.post(f"{V1}/patrols", headers=h["v1"], json={"segment_id": "R1-001",
                                                                "started_at": start.isoformat()}).json()["id"]
     issue = _issue(client, h["v1"])
@@ -314,6 +319,8 @@ def test_every_write_as_the_wrong_chief_is_refused_and_changes_nothing(world):
     point = {"ts": start.isoformat(), "lat": 36.4, "lon": 120.5}
     writes = [
         ("POST", f"{V1}/patrols", {"json": {"segment_id": "R1-001", "chief_id": "V1"}}),
+        ("POST", f"{V1}/patrols/import", {"json": {"segment_id": "R1-001", "chief_id": "V1", "reason": "paper log",
+                                                   "started_at": "2026-03-02T09:00:00+08:00"}}),
         ("POST", f"{V1}/patrols/{pid}/points", {"json": {"points": [point]}}),
         ("POST", f"{V1}/patrols/{pid}/finish", {"json": {}}),
         ("POST", f"{V1}/patrols/{pid}/photos", {"files": {"file": png}}),
@@ -413,27 +420,96 @@ def test_compliance_and_the_public_bulletin(world):
     pub = client.get(f"{V1}/bulletin")  # no token
     assert pub.status_code == 200 and pub.headers["content-type"] == "application/json"
     data = pub.json()
-    assert set(data) == {"start", "end", "timezone", "generated_at", "rows"}
+    assert set(data) == {"start", "end", "timezone", "period", "generated_at", "district_rate", "towns", "rows"}
     assert data["timezone"] == "Asia/Shanghai"
-    assert datetime.fromisoformat(data["start"]).astimezone(timezone(timedelta(hours=8))).day == 1
+    # 00:20 on 1 January: the default is December, the last complete month, and the answer says so.
+    assert (data["period"]["month"], data["period"]["label"]) == ("2026-12", "2026-12-01 – 2026-12-31")
+    assert datetime.fromisoformat(data["start"]) == datetime(2026, 12, 1, tzinfo=CST)
     rows = {r["chief_id"]: r for r in data["rows"]}
-    assert set(rows["V1"]) == {"chief_id", "name", "level", "town", "required", "valid", "total", "rate"}
+    assert set(rows["V1"]) == {"chief_id", "name", "level", "town", "frequency", "periods_due", "periods_met",
+                               "required", "valid", "total", "rate"}
+    # The patrol at 23:35 on 31 December counts in December; its week (28 Dec–3 Jan) is January's.
     assert (rows["V1"]["name"], rows["V1"]["valid"], rows["V1"]["total"]) == ("王村长", 1, 1)
+    assert (rows["V1"]["periods_due"], rows["V1"]["periods_met"], rows["V1"]["rate"]) == (4, 0, 0.0)
+    assert [(t["rank"], t["town"]) for t in data["towns"]] == [(1, TOWN_A), (1, TOWN_B)]  # both at 0: shared rank
 
     c = client.get(f"{V1}/bulletin", params={"format": "csv", **june})
     assert c.status_code == 200 and c.headers["content-type"].startswith("text/csv")
     assert c.content.startswith(b"\xef\xbb\xbf")  # BOM: Excel reads the names as UTF-8
+    assert 'filename="river-chief-bulletin-2026-06.csv"' in c.headers["content-disposition"]
     table = list(csv.reader(io.StringIO(c.content.decode("utf-8-sig"))))
-    assert table[0] == ["chief_id", "name", "level", "town", "required", "valid", "total", "rate"]
-    by_id = {r[0]: r for r in table[1:]}
-    assert by_id["V2"] == ["V2", "赵村长", "village", TOWN_B, "4", "0", "0", "0.0"]
+    assert table[1][:2] == ["统计期 / period", "2026-06-01 – 2026-06-30"]
+    head = table.index(["chief_id", "name", "level", "town", "frequency", "periods_due", "periods_met", "required",
+                        "valid", "total", "rate"])
+    towns_at = table.index(["rank", "town", "chiefs", "required", "counted", "rate", "compliant"])
+    by_id = {r[0]: r for r in table[head + 1:towns_at - 1]}
+    assert by_id["V2"] == ["V2", "赵村长", "village", TOWN_B, "1/week", "4", "0", "4", "0", "0", "0.0"]
+    assert {r[1] for r in table[towns_at + 1:]} == {TOWN_A, TOWN_B}
     assert "attachment" in c.headers["content-disposition"]
     assert client.get(f"{V1}/bulletin", params={"format": "xml"}).status_code == 422
     assert client.get(f"{V1}/bulletin", params={"from": "soon"}).status_code == 422
 
 
-def test_demo_network_and_logins(tmp_path):
-    """What `smartwater init` and `smartwater demo` add: the generated network once, a chief and a supervisor login."""
+def test_bulletin_and_compliance_choose_a_month(world):
+    client, h, _ = world
+    nov = client.get(f"{V1}/bulletin", params={"month": "2026-11"}).json()
+    assert nov["period"]["month"] == "2026-11" and datetime.fromisoformat(nov["end"]) == datetime(2026, 12, 1,
+                                                                                                tzinfo=CST)
+    # February 2024, a leap month: its last dekad runs 21–29 February.
+    comp = client.get(f"{V1}/compliance", headers=h["admin"], params={"month": "2024-02"}).json()
+    assert comp["period"]["label"] == "2024-02-01 – 2024-02-29"
+    t1 = next(c for c in comp["chiefs"] if c["chief_id"] == "T1")
+    assert t1["periods"][-1]["start"] == "2024-02-20T16:00:00+00:00" and t1["periods_due"] == 3
+    one = client.get(f"{V1}/compliance", headers=h["admin"], params={"month": "2026-12", "chief_id": "V1"}).json()
+    assert [c["chief_id"] for c in one["chiefs"]] == ["V1"] and len(one["chiefs"][0]["periods"]) == 4
+    for bad, why in (({"month": "2026-13"}, "YYYY-MM"), ({"month": "11/2026"}, "YYYY-MM"),
+                     ({"month": "2026-11", "from": "2026-11-01T00:00:00+08:00"}, "not both")):
+        r = client.get(f"{V1}/bulletin", params=bad)
+        assert r.status_code == 422 and why in r.json()["detail"], r.text
+
+
+def test_back_dated_patrols_and_far_future_fixes_are_refused_with_a_reason(world):
+    client, h, _ = world
+    old = client.post(f"{V1}/patrols", headers=h["v1"], json={"segment_id": "R1-001",
+                                                               "started_at": "2020-01-06T09:00:00+08:00"})
+    assert old.status_code == 422, old.text
+    assert "at most 48 h before it is recorded" in old.json()["detail"] and "import" in old.json()["detail"]
+    start = (NOW - timedelta(minutes=20)).replace(microsecond=0)
+    pid = client.post(f"{V1}/patrols", headers=h["v1"], json={"segment_id": "R1-001",
+                                                               "started_at": start.isoformat()}).json()["id"]
+    ahead = client.post(f"{V1}/patrols/{pid}/points", headers=h["v1"], json={"points": [
+        {"ts": "2030-06-01T08:00:00+08:00", "lat": 36.4, "lon": 120.5}]})
+    assert ahead.status_code == 422 and "outside patrol" in ahead.json()["detail"], ahead.text
+    # An admin records a paper patrol of March: audited, then completed through the usual calls.
+    march = datetime(2026, 3, 2, 9, tzinfo=CST)
+    imp = client.post(f"{V1}/patrols/import", headers=h["admin"], json={
+        "chief_id": "V1", "segment_id": "R1-001", "started_at": march.isoformat(),
+        "reason": "纸质巡河记录补录 (paper log, March)"})
+    assert imp.status_code == 201, imp.text
+    assert (imp.json()["source"], imp.json()["recorded_by"]) == ("import", "admin")
+    pts = _json_points(walk_segment(SEG_A, march, jitter_m=3))
+    assert client.post(f"{V1}/patrols/{imp.json()['id']}/points", headers=h["admin"],
+                       json={"points": pts}).status_code == 200
+    done = client.post(f"{V1}/patrols/{imp.json()['id']}/finish", headers=h["admin"],
+                       json={"finished_at": (march + timedelta(minutes=40)).isoformat()}).json()
+    assert done["valid"] is True
+    no_reason = client.post(f"{V1}/patrols/import", headers=h["admin"], json={
+        "chief_id": "V1", "segment_id": "R1-001", "started_at": march.isoformat()})
+    assert no_reason.status_code == 422 and "reason" in no_reason.json()["detail"]
+    assert client.post(f"{V1}/patrols/import", headers=h["v1"], json={
+        "chief_id": "V1", "segment_id": "R1-001", "started_at": march.isoformat(), "reason": "mine"}
+    ).status_code == 403
+
+
+# The first minutes of a month and of a year (local), a leap day's last minutes, an ordinary mid-month day.
+DEMO_MOMENTS = [datetime(2026, 12, 1, 0, 20, tzinfo=CST), datetime(2027, 1, 1, 0, 20, tzinfo=CST),
+                datetime(2028, 2, 29, 23, 50, tzinfo=CST), datetime(2026, 11, 17, 8, 0, tzinfo=CST)]
+
+
+@pytest.mark.parametrize("now", DEMO_MOMENTS, ids=lambda t: t.strftime("%Y-%m-%dT%H:%M"))
+def test_demo_network_and_logins(tmp_path, now):
+    """What `smartwater init` and `smartwater demo` add: the generated network once, a chief and a supervisor login;
+    with the demo's history, the default bulletin shows numeric rates whatever the day of the month."""
     from smartwater.demo import ensure_river_network, river_chief_logins, seed_patrol_history
 
     settings = Settings(_env_file=None, data_dir=tmp_path, auth_user_cache_s=0)
@@ -447,7 +523,8 @@ def test_demo_network_and_logins(tmp_path):
         logins = river_chief_logins(registry, settings)
         assert [what for what, _, _ in logins] == ["River-chief login", "Supervisor login"]
         store = open_store(settings.tsdb_url)
-        with TestClient(create_app(settings, registry=registry, store=store, stream=False)) as client:
+        with TestClient(create_app(settings, registry=registry, store=store, stream=False,
+                                   clock=FixedClock(now))) as client:
             tokens = {}
             for _, user, password in logins:
                 r = client.post(f"{V1}/auth/login", json={"username": user, "password": password})
@@ -458,12 +535,18 @@ def test_demo_network_and_logins(tmp_path):
             town_chiefs = client.get(f"{V1}/chiefs", headers=tokens["supervisor"]).json()
             assert town_chiefs and {c["town"] for c in town_chiefs} == {me["town"]}
             # the demo's patrol history: the bulletin shows a spread of rates, not 400 zeros
-            assert seed_patrol_history(registry, settings)["patrols"] > 1000
-            assert seed_patrol_history(registry, settings) is None  # patrols present: left alone
-            rows = client.get(f"{V1}/bulletin").json()["rows"]
-            rates = [r["rate"] for r in rows if r["required"]]
-            assert len(rows) == 400 and max(rates) == 1.0 and min(rates) < 0.5
-            assert 0.5 < sum(r == 1.0 for r in rates) / len(rates) < 0.9
+            assert seed_patrol_history(registry, settings, now=now)["patrols"] > 1000
+            assert seed_patrol_history(registry, settings, now=now) is None  # patrols present: left alone
+            data = client.get(f"{V1}/bulletin").json()
+            rows = data["rows"]
+            rates = [r["rate"] for r in rows]
+            assert len(rows) == 400 and None not in rates and max(rates) == 1.0 and min(rates) < 0.5
+            assert 0.4 < sum(r == 1.0 for r in rates) / len(rates) < 0.9
+            last_month = (now.replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
+            assert data["period"]["month"] == last_month
+            ranks = [t["rank"] for t in data["towns"]]
+            assert len(ranks) == 17 and ranks[0] == 1 and ranks == sorted(ranks)
+            assert data["district_rate"] is not None
         store.close()
     finally:
         registry.close()

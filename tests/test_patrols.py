@@ -15,14 +15,16 @@ import pytest
 from sqlalchemy import insert
 
 from core.patrols import tables as pt
-from core.patrols.compliance import Frequency, full_periods, issue_stats, required_patrols
+from core.clock import FixedClock
+from core.patrols.compliance import (DEFAULT_FREQUENCIES, Frequency, PatrolStarts, build_compliance, due_periods,
+                                     full_periods, issue_stats)
 from core.patrols.geometry import (EARTH_RADIUS_M, Projection, Track, coverage, distance_to_polyline,
                                    feature_collection, issue_feature, polyline_length_m, segment_feature,
                                    track_feature)
 from core.patrols.models import Chief, IssueReport, Level, River, Segment
 from core.patrols.photos import PhotoRejected, check_photo, sniff_image
-from core.patrols.repo import (InvalidTransition, NotAssigned, NotFound, PatrolClosed, PatrolError, PatrolRepo,
-                               PhotoRequired, UnknownReference)
+from core.patrols.repo import (InvalidTransition, NotAssigned, NotFound, OutOfTimeWindow, PatrolClosed, PatrolError,
+                               PatrolImport, PatrolRepo, PhotoRequired, TooManyPoints, UnknownReference)
 from core.patrols.validity import PatrolRules, evaluate_track
 from core.settings import Settings
 from simulators.patrol_history import load_patrol_history
@@ -173,8 +175,9 @@ def chief_settings(tmp_path) -> Settings:
 
 @pytest.fixture
 def repo(db_registry, chief_settings):
-    """A PatrolRepo on a migrated registry, on SQLite and PostgreSQL in turn (conftest's db_registry)."""
-    r = PatrolRepo(db_registry.engine, chief_settings)
+    """A PatrolRepo on a migrated registry, on SQLite and PostgreSQL in turn (conftest's db_registry), with a
+    clock standing an hour after T0 (``repo.clock.set`` moves it)."""
+    r = PatrolRepo(db_registry.engine, chief_settings, clock=FixedClock(T0 + timedelta(hours=1)))
     # Registry.create_schema runs the migrations; until one adds these tables, make them here (no-op after).
     r.create_schema()
     return r
@@ -241,9 +244,10 @@ def test_a_late_batch_after_finish_recomputes(repo, network):
 
 
 def test_minimum_gap_between_self_started_patrols(repo, chief_settings, network):
-    repo = PatrolRepo(repo.engine, chief_settings.model_copy(update={"patrol_min_gap_h": 96.0}))
+    repo = PatrolRepo(repo.engine, chief_settings.model_copy(update={"patrol_min_gap_h": 96.0}), clock=repo.clock)
 
     def patrol(start: datetime, self_started: bool = True):
+        repo.clock.set(start + timedelta(hours=1))
         p = repo.start_patrol("V1", "R1-001", start, self_started=self_started)
         repo.add_points(p.id, walk_segment(SEG_A, start))
         return repo.finish_patrol(p.id, start + timedelta(minutes=31))
@@ -253,6 +257,48 @@ def test_minimum_gap_between_self_started_patrols(repo, chief_settings, network)
     assert not second.valid and second.invalid_reason.startswith("too_frequent")
     assert patrol(T0 + timedelta(days=2), self_started=False).valid  # dispatched patrols are not padding
     assert patrol(T0 + timedelta(days=4, minutes=1)).valid  # 96 h after the last counted one
+
+
+def test_no_back_filling_a_start_beyond_the_grace_or_fixes_outside_the_patrol(repo, network):
+    now = T0 + timedelta(hours=1)
+    with pytest.raises(OutOfTimeWindow, match="at most 48 h before it is recorded"):
+        repo.start_patrol("V1", "R1-001", datetime(2020, 1, 6, tzinfo=UTC))
+    with pytest.raises(OutOfTimeWindow, match="in the future"):
+        repo.start_patrol("V1", "R1-001", now + timedelta(hours=1))
+    two_days = repo.start_patrol("V1", "R1-001", now - timedelta(hours=47))  # a phone offline for two days
+    assert two_days.source == "app" and two_days.recorded_at == now
+    p = repo.start_patrol("V1", "R1-001", T0)
+    pts = walk_segment(SEG_A, T0)
+    far = [{**pts[0], "ts": datetime(2031, 1, 1, tzinfo=UTC)}]
+    with pytest.raises(OutOfTimeWindow, match="outside patrol .*2031-01-01T00:00:00"):
+        repo.add_points(p.id, pts[:10] + far)
+    before = [{**pts[0], "ts": T0 - timedelta(hours=2)}]
+    with pytest.raises(OutOfTimeWindow, match="outside patrol"):
+        repo.add_points(p.id, before)
+    assert repo.get_patrol(p.id, with_points=False).point_count == 0  # nothing of a refused batch is kept
+    assert repo.add_points(p.id, pts) == len(pts)
+    with pytest.raises(OutOfTimeWindow, match="before its last GPS fix"):
+        repo.finish_patrol(p.id, T0 + timedelta(minutes=10))
+    done = repo.finish_patrol(p.id, T0 + timedelta(minutes=35))
+    late = [{**pts[0], "ts": T0 + timedelta(minutes=50)}]  # after the finish, beyond the 5 min tolerance
+    with pytest.raises(OutOfTimeWindow, match="to its finish"):
+        repo.add_points(done.id, late)
+    # An admin's import of a paper record: back-dated, kept with who and why.
+    old = repo.start_patrol("V1", "R1-001", datetime(2026, 3, 2, 9, tzinfo=SHANGHAI), self_started=False,
+                            imported=PatrolImport(by="admin", reason="paper patrol log, March"))
+    got = repo.get_patrol(old.id, with_points=False)
+    assert (got.source, got.recorded_by, got.import_reason, got.recorded_at) == (
+        "import", "admin", "paper patrol log, March", now)
+
+
+def test_points_per_patrol_are_capped(repo, network, chief_settings):
+    small = PatrolRepo(repo.engine, chief_settings.model_copy(update={"patrol_max_points": 100}), clock=repo.clock)
+    p = small.start_patrol("V1", "R1-001", T0)
+    pts = walk_segment(SEG_A, T0)
+    assert small.add_points(p.id, pts[:90]) == 90
+    with pytest.raises(TooManyPoints, match="limit of 100 fixes"):
+        small.add_points(p.id, pts[90:120])
+    assert small.add_points(p.id, pts[90:100]) == 10
 
 
 # --------------------------------------------------------------------------- photos
@@ -381,22 +427,82 @@ def test_deadlines_by_assignee_kind(repo, network):
 
 # --------------------------------------------------------------------------- compliance
 
-def test_required_patrols_per_level_in_local_calendar_periods():
+def test_due_periods_belong_to_the_report_in_which_they_end():
     june = (datetime(2026, 6, 1, tzinfo=SHANGHAI), datetime(2026, 7, 1, tzinfo=SHANGHAI))
-    # 1 June 2026 is a Monday: weeks 1–7, 8–14, 15–21, 22–28 June; 29 June–5 July is cut off.
-    assert required_patrols(Frequency(1, "week"), *june, SHANGHAI) == 4
-    assert required_patrols(Frequency(1, "dekad"), *june, SHANGHAI) == 3
-    assert required_patrols(Frequency(3, "month"), *june, SHANGHAI) == 3
-    assert required_patrols(Frequency(1, "quarter"), *june, SHANGHAI) == 0
+    # 1 June 2026 is a Monday: weeks 1–7, 8–14, 15–21, 22–28 June; 29 June–5 July ends in July: July's.
+    assert [len(due_periods(u, *june, SHANGHAI)) for u in ("week", "dekad", "month", "quarter", "year")] == [
+        4, 3, 1, 1, 0]  # the second quarter ends with June
     year = (datetime(2026, 1, 1, tzinfo=SHANGHAI), datetime(2027, 1, 1, tzinfo=SHANGHAI))
-    assert [len(full_periods(u, *year, SHANGHAI)) for u in ("week", "dekad", "month", "quarter", "year")] == [
-        51, 36, 12, 4, 1]
-    # February's last dekad is 21–28; UTC bounds are read in local time (+08:00).
+    # 52 weeks end in 2026 (Mondays 5 January … 28 December); the one from 29 December ends in 2027.
+    assert [len(due_periods(u, *year, SHANGHAI)) for u in ("week", "dekad", "month", "quarter", "year")] == [
+        52, 36, 12, 4, 1]
+    # December 2026: the week 30 November–6 December straddles the boundary and belongs to December.
+    dec = due_periods("week", datetime(2026, 12, 1, tzinfo=SHANGHAI), datetime(2027, 1, 1, tzinfo=SHANGHAI),
+                      SHANGHAI)
+    assert dec[0] == (datetime(2026, 11, 30, tzinfo=SHANGHAI), datetime(2026, 12, 7, tzinfo=SHANGHAI))
+    assert dec[-1][1] == datetime(2026, 12, 28, tzinfo=SHANGHAI) and len(dec) == 4
+    nov = due_periods("week", datetime(2026, 11, 1, tzinfo=SHANGHAI), datetime(2026, 12, 1, tzinfo=SHANGHAI),
+                      SHANGHAI)
+    assert nov[-1][1] == datetime(2026, 11, 30, tzinfo=SHANGHAI)  # not the straddling week: no week counted twice
+    # As of 1 December 00:20 local nothing of December is over; as of 7 December the first week is.
+    assert due_periods("week", *dec_bounds(), SHANGHAI, as_of=datetime(2026, 12, 1, 0, 20, tzinfo=SHANGHAI)) == []
+    assert len(due_periods("week", *dec_bounds(), SHANGHAI, as_of=datetime(2026, 12, 7, tzinfo=SHANGHAI))) == 1
+    # February's last dekad is 21–28 (29 in a leap year); UTC bounds are read in local time (+08:00).
     feb = full_periods("dekad", datetime(2026, 2, 20, 16, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=SHANGHAI),
                        SHANGHAI)
     assert feb == [(datetime(2026, 2, 21, tzinfo=SHANGHAI), datetime(2026, 3, 1, tzinfo=SHANGHAI))]
+    leap = due_periods("dekad", datetime(2028, 2, 1, tzinfo=SHANGHAI), datetime(2028, 3, 1, tzinfo=SHANGHAI),
+                       SHANGHAI)
+    assert leap[-1] == (datetime(2028, 2, 21, tzinfo=SHANGHAI), datetime(2028, 3, 1, tzinfo=SHANGHAI))
     with pytest.raises(ValueError):
         Frequency.parse("2/fortnight")
+
+
+def dec_bounds() -> tuple[datetime, datetime]:
+    return datetime(2026, 12, 1, tzinfo=SHANGHAI), datetime(2027, 1, 1, tzinfo=SHANGHAI)
+
+
+def _starts(*rows: tuple[str, datetime, bool]) -> PatrolStarts:
+    return PatrolStarts.of(rows)
+
+
+def test_four_patrols_on_one_day_are_not_a_month_of_weekly_duty():
+    chief = Chief(id="C1", name="Li", level=Level.village, town="T", village="V", segment_ids=["S1"])
+    nov = (datetime(2026, 11, 1, tzinfo=SHANGHAI), datetime(2026, 12, 1, tzinfo=SHANGHAI))
+    one_day = [("C1", datetime(2026, 11, 10, h, tzinfo=SHANGHAI), True) for h in (8, 10, 14, 16)]
+    rep = build_compliance([chief], _starts(*one_day), *nov, SHANGHAI, DEFAULT_FREQUENCIES)
+    c = rep.chiefs[0]
+    # Five weeks end in November (1 November 2026 is a Sunday: 26 Oct–1 Nov, 2–8, … 23–29); one held patrols.
+    assert (c.periods_due, c.periods_met, c.required, c.counted, c.valid, c.rate) == (5, 1, 5, 1, 4, 0.2)
+    assert [p.met for p in c.periods] == [False, False, True, False, False] and c.periods[2].valid == 4
+    # One a week, every week: all met.
+    weekly = [("C1", datetime(2026, 10, 28, 9, tzinfo=SHANGHAI), True)]
+    weekly += [("C1", datetime(2026, 11, d, 9, tzinfo=SHANGHAI), True) for d in (3, 10, 17, 24)]
+    assert build_compliance([chief], _starts(*weekly), *nov, SHANGHAI).chiefs[0].rate == 1.0
+    # Invalid patrols never meet a period; a town chief at 3/month who made 2 gets 2/3, not 0.
+    town = Chief(id="T1", name="Wu", level=Level.town, town="T", segment_ids=["S1"])
+    freqs = {**DEFAULT_FREQUENCIES, "town": Frequency(3, "month")}
+    two = _starts(("T1", datetime(2026, 11, 3, tzinfo=SHANGHAI), True), ("T1", datetime(2026, 11, 4, tzinfo=SHANGHAI),
+                                                                          True),
+                  ("T1", datetime(2026, 11, 5, tzinfo=SHANGHAI), False))
+    t = build_compliance([town], two, *nov, SHANGHAI, freqs).chiefs[0]
+    assert (t.required, t.counted, t.periods_met, t.patrols, t.valid, t.rate) == (3, 2, 0, 3, 2, round(2 / 3, 4))
+
+
+def test_a_straddling_week_counts_in_the_month_it_ends_with_its_patrols_before_the_month():
+    chief = Chief(id="C1", name="Li", level=Level.village, town="T", village="V", segment_ids=["S1"])
+    # Monday 30 November: the week 30 Nov–6 Dec is December's; its patrol on 30 November counts there.
+    monday = ("C1", datetime(2026, 11, 30, 9, tzinfo=SHANGHAI), True)
+    dec = build_compliance([chief], _starts(monday), *dec_bounds(), SHANGHAI, DEFAULT_FREQUENCIES,
+                           as_of=datetime(2027, 1, 5, tzinfo=SHANGHAI)).chiefs[0]
+    assert dec.periods[0].start == datetime(2026, 11, 30, tzinfo=SHANGHAI) and dec.periods[0].met
+    assert (dec.periods_due, dec.periods_met) == (4, 1)
+    assert (dec.patrols, dec.valid) == (0, 0)  # done in November, shown with November's patrols
+    nov = build_compliance([chief], _starts(monday), datetime(2026, 11, 1, tzinfo=SHANGHAI),
+                           datetime(2026, 12, 1, tzinfo=SHANGHAI), SHANGHAI, DEFAULT_FREQUENCIES).chiefs[0]
+    assert (nov.periods_met, nov.valid) == (0, 1)  # it meets no November week
+    # The repository reads the patrols of the straddling week too (before the report's start).
+    # (test_compliance_for_hand_made_cases checks the same through the registry)
 
 
 def _patrol_row(chief: str, segment: str, start: datetime, valid: bool | None, status: str = "finished") -> dict:
@@ -416,17 +522,25 @@ def test_compliance_for_hand_made_cases(repo, network):
     rows += [_patrol_row("C1", "R1-002", d(3), None, status="open")]  # open: not counted
     with repo.engine.begin() as conn:
         conn.execute(insert(pt.patrols), rows)
+    repo.clock.set(datetime(2026, 7, 1, 0, 20, tzinfo=SHANGHAI))  # the first minutes of July: June is over
     rep = repo.compliance(datetime(2026, 6, 1, tzinfo=SHANGHAI), datetime(2026, 7, 1, tzinfo=SHANGHAI))
     by_id = {c.chief_id: c for c in rep.chiefs}
     assert (by_id["V1"].required, by_id["V1"].patrols, by_id["V1"].valid, by_id["V1"].rate) == (4, 4, 3, 0.75)
-    assert (by_id["T1"].required, by_id["T1"].valid, by_id["T1"].rate) == (3, 5, 1.0)
+    assert [p.met for p in by_id["V1"].periods] == [True, True, True, False]
+    assert (by_id["T1"].required, by_id["T1"].valid, by_id["T1"].counted, by_id["T1"].rate) == (3, 5, 3, 1.0)
     assert (by_id["C1"].required, by_id["C1"].valid, by_id["C1"].rate) == (1, 0, 0.0)
     town = {r.key: r for r in rep.by_town}["通济街道"]
     assert (town.chiefs, town.required, town.valid, town.rate, town.compliant) == (2, 7, 8, round(6 / 7, 4), 1)
+    assert town.rank == 1
     assert town.mean_rate == pytest.approx((0.75 + 1) / 2)
     assert {r.key: r.rate for r in rep.by_level} == {"county": 0.0, "town": 1.0, "village": 0.75}
     assert rep.total.rate == 0.75 and rep.total.compliant == 1
     assert rep.required_by_level == {"county": 1, "town": 3, "village": 4, "grid": 4}
+    # July's report owns the week 29 June–5 July, with V1's patrol of 30 June 23:30 local (T1's, in fact).
+    july = repo.compliance(datetime(2026, 7, 1, tzinfo=SHANGHAI), datetime(2026, 8, 1, tzinfo=SHANGHAI),
+                           as_of=datetime(2026, 8, 1, tzinfo=SHANGHAI))
+    assert {c.chief_id: c.periods[0].start for c in july.chiefs if c.level == "village"} == {
+        "V1": datetime(2026, 6, 29, tzinfo=SHANGHAI)}
     town_only = repo.compliance(datetime(2026, 6, 1, tzinfo=SHANGHAI), datetime(2026, 7, 1, tzinfo=SHANGHAI),
                                 town="通济街道")
     assert [c.chief_id for c in town_only.chiefs] == ["T1", "V1"] and town_only.total.valid == 8
@@ -564,16 +678,15 @@ def test_compliance_for_2000_chiefs_and_75000_patrols(repo):
 
 
 def test_periods_still_running_are_not_due_yet():
-    """Mid-month (the bulletin's default period), a village chief owes the weeks already over, not the month's."""
-    from core.patrols.compliance import DEFAULT_FREQUENCIES, build_compliance
-
+    """Asked mid-month, a village chief owes the weeks already over, not the month's."""
     chief = Chief(id="C1", name="Li", level=Level.village, town="T", village="V", segment_ids=["S1"])
     month = (datetime(2026, 11, 1, tzinfo=SHANGHAI), datetime(2026, 12, 1, tzinfo=SHANGHAI))
-    whole = build_compliance([chief], {"C1": (3, 3)}, *month, SHANGHAI, DEFAULT_FREQUENCIES)
-    assert whole.chiefs[0].required == 4 and whole.chiefs[0].rate == 0.75  # weeks Nov 2-8 … 23-29
-    mid = build_compliance([chief], {"C1": (3, 3)}, *month, SHANGHAI, DEFAULT_FREQUENCIES,
+    three = _starts(*[("C1", datetime(2026, 11, d, 9, tzinfo=SHANGHAI), True) for d in (3, 10, 17)])
+    whole = build_compliance([chief], three, *month, SHANGHAI, DEFAULT_FREQUENCIES)
+    assert whole.chiefs[0].required == 5 and whole.chiefs[0].rate == 0.6  # weeks Oct 26-Nov 1 … Nov 23-29
+    mid = build_compliance([chief], three, *month, SHANGHAI, DEFAULT_FREQUENCIES,
                            as_of=datetime(2026, 11, 23, 12, tzinfo=SHANGHAI))
-    assert mid.chiefs[0].required == 3 and mid.chiefs[0].rate == 1.0  # Nov 23-29 is still running
-    early = build_compliance([chief], {}, *month, SHANGHAI, DEFAULT_FREQUENCIES,
+    assert mid.chiefs[0].required == 4 and mid.chiefs[0].rate == 0.75  # Nov 23-29 is still running
+    early = build_compliance([chief], _starts(), *month, SHANGHAI, DEFAULT_FREQUENCIES,
                              as_of=datetime(2026, 10, 1, tzinfo=SHANGHAI))
     assert early.chiefs[0].required == 0 and early.chiefs[0].rate is None

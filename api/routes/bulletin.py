@@ -19,11 +19,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from api.patrol_schemas import BULLETIN_FIELDS, BulletinOut, BulletinRow
-from api.routes.compliance import From, To, period
+from api.patrol_schemas import (BULLETIN_FIELDS, BULLETIN_TOWN_FIELDS, BulletinOut, BulletinRow, BulletinTown,
+                                PeriodInfo)
+from api.routes.compliance import From, Month, To, period
 from api.routes.patrol_scope import PatrolsDep
 from core.patrols.repo import PatrolRepo
-from core.timeutil import utcnow
 
 router = APIRouter(tags=["bulletin"])
 
@@ -62,21 +62,40 @@ class BulletinCache:
 
 def render(repo: PatrolRepo, start: datetime, end: datetime) -> Rendered:
     report = repo.compliance(start, end)
-    rows = [BulletinRow(chief_id=c.chief_id, name=c.name, level=c.level, town=c.town, required=c.required,
-                        valid=c.valid, total=c.patrols, rate=c.rate) for c in report.chiefs]
-    out = BulletinOut(start=start, end=end, timezone=str(repo.tz), generated_at=utcnow(), rows=rows)
+    period = PeriodInfo.of(start, end, repo.tz, report.as_of)
+    rows = [BulletinRow(chief_id=c.chief_id, name=c.name, level=c.level, town=c.town, frequency=c.frequency,
+                        periods_due=c.periods_due, periods_met=c.periods_met, required=c.required, valid=c.valid,
+                        total=c.patrols, rate=c.rate) for c in report.chiefs]
+    towns = sorted((BulletinTown(rank=r.rank, town=r.key, chiefs=r.chiefs, required=r.required, counted=r.counted,
+                                 rate=r.rate, compliant=r.compliant) for r in report.by_town if r.key is not None),
+                   key=lambda x: (x.rank is None, x.rank or 0, x.town))
+    out = BulletinOut(start=start, end=end, timezone=str(repo.tz), period=period, generated_at=repo.clock.now(),
+                      district_rate=report.total.rate, towns=towns, rows=rows)
     body = json.dumps(out.model_dump(mode="json"), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    # The file says what it is and which period it covers before the table (the first lines a person reads in
+    # Excel); the chiefs' table, then the towns' table, each under its own header row.
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\r\n")
+    w.writerow(["河长巡河情况公示 / River-chief patrol bulletin"])
+    w.writerow(["统计期 / period", period.label, f"{start.astimezone(repo.tz).isoformat()} – "
+                f"{end.astimezone(repo.tz).isoformat()} (end exclusive)", str(repo.tz)])
+    w.writerow(["达标率 / rate", "每个应巡周期最多计 N 次有效巡河 ÷ 应巡次数 / valid patrols counted up to N per due "
+                "period ÷ required"])
+    w.writerow([])
     w.writerow(BULLETIN_FIELDS)
     for r in rows:
-        w.writerow([r.chief_id, r.name, r.level, r.town or "", r.required, r.valid, r.total,
-                    "" if r.rate is None else r.rate])
+        w.writerow([r.chief_id, r.name, r.level, r.town or "", r.frequency, r.periods_due, r.periods_met, r.required,
+                    r.valid, r.total, "" if r.rate is None else r.rate])
+    w.writerow([])
+    w.writerow(BULLETIN_TOWN_FIELDS)
+    for x in towns:
+        w.writerow(["" if x.rank is None else x.rank, x.town, x.chiefs, x.required, x.counted,
+                    "" if x.rate is None else x.rate, x.compliant])
     # UTF-8 with a BOM: Excel opens it with the Chinese names intact (without one it guesses the ANSI code page).
     text = "\ufeff" + buf.getvalue()
-    local = [t.astimezone(repo.tz).strftime("%Y%m%d") for t in (start, end)]
+    name = period.month or "-".join(t.astimezone(repo.tz).strftime("%Y%m%d") for t in (start, end))
     return Rendered(made=time.monotonic(), json=body, csv=text.encode("utf-8"),
-                    filename=f"river-chief-bulletin-{local[0]}-{local[1]}.csv")
+                    filename=f"river-chief-bulletin-{name}.csv")
 
 
 def _cache(request: Request, repo: PatrolRepo) -> BulletinCache:
@@ -87,16 +106,17 @@ def _cache(request: Request, repo: PatrolRepo) -> BulletinCache:
 
 
 @router.get("/bulletin", response_model=BulletinOut, summary="Public bulletin: chiefs' patrols and compliance rates",
-            description="No login. One row per chief: `chief_id, name, level, town, required, valid, total, rate` "
-                        "over [from, to) (default: the current month, local time; only whole weeks, dekads and "
-                        "months inside it and already over are due). `?format=csv` gives the same rows as CSV (UTF-8 with BOM, "
-                        "header row). Recomputed at most once a minute.",
+            description="No login. The period (`month=YYYY-MM`, or [from, to); default the last complete "
+                        "calendar month, local time), one row per chief (frequency, periods due and met, required, "
+                        "valid and finished patrols, rate) and each town's rate and rank. A week, dekad or month is "
+                        "due in the report in which it ends. `?format=csv`: the period on the first lines, then the "
+                        "chiefs' and the towns' tables (UTF-8 with BOM). Recomputed at most once a minute.",
             responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}},
                              "description": "the bulletin (JSON, or CSV with format=csv)"}})
-def bulletin(request: Request, repo: PatrolsDep, start: From = None, end: To = None,
+def bulletin(request: Request, repo: PatrolsDep, start: From = None, end: To = None, month: Month = None,
              format: Annotated[Literal["json", "csv"], Query(description="json (default) or csv")] = "json",
              ) -> Response:
-    t0, t1 = period(start, end, repo.tz)
+    t0, t1 = period(start, end, repo.tz, repo.clock.now(), month)
     rendered = _cache(request, repo).get(repo, t0, t1)
     headers = {"Cache-Control": f"public, max-age={int(repo.settings.bulletin_cache_s)}"}
     if format == "csv":

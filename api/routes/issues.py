@@ -22,7 +22,6 @@ from core.auth import Role
 from core.patrols.geometry import feature_collection, issue_feature
 from core.patrols.models import Issue, IssueCategory, IssueReport, IssueState
 from core.patrols.repo import NotFound, PatrolRepo
-from core.timeutil import utcnow
 
 router = APIRouter(prefix="/issues", tags=["issues"])
 
@@ -39,7 +38,7 @@ _409 = {409: {"model": ErrorOut, "description": "the issue is not in a state tha
              responses={**_404, 403: {"model": ErrorOut, "description": "a chief reporting as someone else"}})
 def report_issue(body: IssueReportIn, repo: PatrolsDep, user: Annotated[Principal, Depends(ISSUE_WRITERS)]
                  ) -> IssueDetail:
-    found_at = check_time("found_at", body.found_at)
+    found_at = check_time("found_at", body.found_at, repo.clock.now())
     found_by = acting_chief(repo, user, body.found_by, "found_by", "a chief reports issues as themselves",
                             "the chief who found the issue")
     if body.patrol_id is not None:
@@ -56,12 +55,12 @@ def report_issue(body: IssueReportIn, repo: PatrolsDep, user: Annotated[Principa
                          segment_id=body.segment_id, patrol_id=body.patrol_id, found_at=found_at)
     with domain_errors():
         issue = repo.report_issue(report, found_by=found_by, by=user.username)
-    return IssueDetail.from_domain_full(issue, [], utcnow())
+    return IssueDetail.from_domain_full(issue, [], repo.clock.now())
 
 
 def _detail(repo: PatrolRepo, issue: Issue) -> IssueDetail:
     assert issue.id is not None
-    return IssueDetail.from_domain_full(issue, repo.list_photos("issue", issue.id), utcnow())
+    return IssueDetail.from_domain_full(issue, repo.list_photos("issue", issue.id), repo.clock.now())
 
 
 @router.post("/{issue_id}/assign", response_model=IssueDetail, summary="Assign an issue with a deadline",
@@ -71,7 +70,7 @@ def _detail(repo: PatrolRepo, issue: Issue) -> IssueDetail:
 def assign_issue(issue_id: IssueId, body: IssueAssignIn, repo: PatrolsDep,
                  user: Annotated[Principal, Depends(MANAGERS)]) -> IssueDetail:
     scoped_issue(repo, user, issue_id)
-    at = check_time("at", body.at)
+    at = check_time("at", body.at, repo.clock.now())
     with domain_errors():
         issue = repo.assign_issue(issue_id, body.assignee_kind, body.assignee, at=at, by=user.username,
                                   deadline=body.deadline)
@@ -84,7 +83,7 @@ def assign_issue(issue_id: IssueId, body: IssueAssignIn, repo: PatrolsDep,
 def rectify_issue(issue_id: IssueId, body: IssueRectifyIn, repo: PatrolsDep,
                   user: Annotated[Principal, Depends(ISSUE_WRITERS)]) -> IssueDetail:
     scoped_issue(repo, user, issue_id)
-    at = check_time("at", body.at)
+    at = check_time("at", body.at, repo.clock.now())
     with domain_errors():
         issue = repo.rectify_issue(issue_id, body.photo_id, at=at, by=user.username, note=body.note)
     return _detail(repo, issue)
@@ -96,7 +95,7 @@ def rectify_issue(issue_id: IssueId, body: IssueRectifyIn, repo: PatrolsDep,
 def review_issue(issue_id: IssueId, body: IssueReviewIn, repo: PatrolsDep,
                  user: Annotated[Principal, Depends(MANAGERS)]) -> IssueDetail:
     scoped_issue(repo, user, issue_id)
-    at = check_time("at", body.at)
+    at = check_time("at", body.at, repo.clock.now())
     with domain_errors():
         issue = repo.review_issue(issue_id, body.passed, at=at, by=user.username, note=body.note)
     return _detail(repo, issue)
@@ -140,7 +139,7 @@ def list_issues(repo: PatrolsDep, user: Annotated[Principal, Depends(ANY_ROLE)],
                 town: _Town = None, category: _Category = None, overdue: _Overdue = None, found_by: _FoundBy = None,
                 assignee: _Assignee = None, start: _From = None, end: _To = None, limit: _Limit = 100,
                 offset: _Offset = 0) -> list[IssueOut]:
-    now = utcnow()
+    now = repo.clock.now()
     issues = _query(repo, user, state, town, category, overdue, found_by, assignee, start, end, limit, offset)
     return [IssueOut.from_domain(i, now) for i in issues]
 
@@ -151,7 +150,7 @@ def issues_geojson(repo: PatrolsDep, user: Annotated[Principal, Depends(ANY_ROLE
                    town: _Town = None, category: _Category = None, overdue: _Overdue = None,
                    found_by: _FoundBy = None, assignee: _Assignee = None, start: _From = None, end: _To = None,
                    limit: _Limit = MAX_PAGE, offset: _Offset = 0) -> GeoJSONResponse:
-    now = utcnow()
+    now = repo.clock.now()
     features: list[dict[str, Any]] = []
     for i in _query(repo, user, state, town, category, overdue, found_by, assignee, start, end, limit, offset):
         f = issue_feature(i)

@@ -18,7 +18,7 @@ from typing import Iterable
 from fastapi import APIRouter, Depends
 
 from api.auth import ANY_ROLE
-from api.deps import RegistryDep, SettingsDep, StoreDep
+from api.deps import ClockDep, RegistryDep, SettingsDep, StoreDep
 from api.overview_schemas import (LineStringGeometry, MapOut, MultiLineStringGeometry, PointGeometry, QualityLimit,
                                   RainGauge, RainOut, ReservoirRow, ReservoirsOut, RiverFeature, RiverProperties,
                                   StationFeature, StationProperties, StationState, TownQuality, VillageQuality,
@@ -28,7 +28,7 @@ from core.domain import METRICS, SEVERITY_ORDER, Kind, Reading, Station
 from core.patrols.repo import PatrolRepo
 from core.registry import Registry
 from core.rules import Rule
-from core.timeutil import utcnow, zone
+from core.timeutil import zone
 from core.tsdb import TimeSeriesStore
 
 router = APIRouter(prefix="/overview", tags=["overview"], dependencies=[Depends(ANY_ROLE)])
@@ -78,7 +78,7 @@ class Snapshot:
         return r.value if r is not None else None
 
 
-def snapshot(registry: Registry, store: TimeSeriesStore, kind: Kind | None = None) -> Snapshot:
+def snapshot(registry: Registry, store: TimeSeriesStore, now: datetime, kind: Kind | None = None) -> Snapshot:
     stations = registry.list_stations(kind=kind.value if kind else None)
     # Every kind's latest, also for one kind's table: the data clock is the district's, so a kind whose feed
     # stopped shows as stale instead of setting its own clock back.
@@ -89,7 +89,6 @@ def snapshot(registry: Registry, store: TimeSeriesStore, kind: Kind | None = Non
         latest[r.station_id][r.metric] = r
         if newest is None or r.ts > newest:
             newest = r.ts
-    now = utcnow()
     as_of = min(newest, now) if newest is not None else now
     severity: dict[str, str] = {}
     for alert in registry.open_alerts():
@@ -113,8 +112,8 @@ def _pos(lon: float, lat: float) -> tuple[float, float]:
             description="A GeoJSON FeatureCollection: river courses (LineString or MultiLineString, from the "
                         "river-chief registry; none until rivers are loaded) and every station as a Point with its "
                         "`kind` and `state` (`normal`, an alert colour, or `stale`).")
-def overview_map(registry: RegistryDep, store: StoreDep, settings: SettingsDep) -> MapOut:
-    snap = snapshot(registry, store)
+def overview_map(registry: RegistryDep, store: StoreDep, clock: ClockDep, settings: SettingsDep) -> MapOut:
+    snap = snapshot(registry, store, clock.now())
     features: list[RiverFeature | StationFeature] = []
     lons: list[float] = []
     lats: list[float] = []
@@ -158,8 +157,8 @@ def window_sums(readings: Iterable[Reading], as_of: datetime, windows_h: Iterabl
 @router.get("/rain", response_model=RainOut, summary="Rain per gauge over 1, 3, 6 and 24 h",
             description="Per rain gauge, the sum of `rain_mm` over the last 1, 3, 6 and 24 h of the data clock "
                         "(`as_of`); null sums for a gauge without a report in 24 h (missing is not dry).")
-def overview_rain(registry: RegistryDep, store: StoreDep) -> RainOut:
-    snap = snapshot(registry, store, Kind.rain)
+def overview_rain(registry: RegistryDep, store: StoreDep, clock: ClockDep) -> RainOut:
+    snap = snapshot(registry, store, clock.now(), Kind.rain)
     start = snap.as_of - timedelta(hours=max(RAIN_WINDOWS_H))
     end = snap.as_of + timedelta(milliseconds=1)  # the window includes as_of itself
     gauges: list[RainGauge] = []
@@ -180,8 +179,9 @@ def overview_rain(registry: RegistryDep, store: StoreDep) -> RainOut:
             description="Per reservoir: the newest level, the flood-limit level in force on `as_of`'s local date "
                         "(Asia/Shanghai by default), the margin, and storage (the `storage_mcm` reading, else from "
                         "the level–storage curve) as a share of the storage at the normal pool level.")
-def overview_reservoirs(registry: RegistryDep, store: StoreDep, settings: SettingsDep) -> ReservoirsOut:
-    snap = snapshot(registry, store, Kind.reservoir)
+def overview_reservoirs(registry: RegistryDep, store: StoreDep, clock: ClockDep,
+                        settings: SettingsDep) -> ReservoirsOut:
+    snap = snapshot(registry, store, clock.now(), Kind.reservoir)
     tz = zone(settings.display_timezone)
     rows: list[ReservoirRow] = []
     for st in snap.stations:
@@ -219,8 +219,8 @@ def failing_metrics(values: dict[str, float | None]) -> list[str]:
             description="Per village supply: the newest turbidity, pH, free chlorine and pressure, and whether the "
                         "quality values meet GB 5749-2022 (turbidity ≤ 1 NTU, pH 6.5–8.5, free chlorine 0.05–2 mg/L "
                         "at the tap); per town: how many reporting villages comply.")
-def overview_water_quality(registry: RegistryDep, store: StoreDep) -> WaterQualityOut:
-    snap = snapshot(registry, store, Kind.village_water)
+def overview_water_quality(registry: RegistryDep, store: StoreDep, clock: ClockDep) -> WaterQualityOut:
+    snap = snapshot(registry, store, clock.now(), Kind.village_water)
     villages: list[VillageQuality] = []
     for st in snap.stations:
         values = {m: snap.value(st.id, m) for m in QUALITY_SHOWN}

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Annotated, Callable, Iterator, NoReturn, TypeVar
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 
 from api.auth import Principal
 from api.errors import conflict, invalid, not_found
@@ -31,7 +32,8 @@ T = TypeVar("T")
 def get_patrols(request: Request) -> PatrolRepo:
     repo = getattr(request.app.state, "patrols", None)
     if repo is None:  # one per app; two threads racing here build two equivalent repos, harmlessly
-        repo = PatrolRepo(request.app.state.registry.engine, request.app.state.settings)
+        repo = PatrolRepo(request.app.state.registry.engine, request.app.state.settings,
+                          clock=request.app.state.clock)
         request.app.state.patrols = repo
     return repo
 
@@ -117,8 +119,10 @@ def acting_chief(repo: PatrolRepo, user: Principal, named: str | None, field: st
     return named
 
 
-def _unprocessable(detail: str) -> NoReturn:
-    raise HTTPException(status_code=422, detail=detail)
+def _unprocessable(exc: PatrolError) -> NoReturn:
+    """A domain rejection as the API's usual 422 body (``detail`` and ``errors``), naming the field when known."""
+    raise RequestValidationError([{"type": "value_error", "loc": ("body", exc.field) if exc.field else ("body",),
+                                   "msg": str(exc), "input": None}])
 
 
 @contextmanager
@@ -134,4 +138,4 @@ def domain_errors() -> Iterator[None]:
         msg = str(exc)
         raise HTTPException(status_code=413 if "more than" in msg else 415, detail=f"photo rejected: {msg}") from None
     except PatrolError as exc:
-        _unprocessable(str(exc))
+        _unprocessable(exc)

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Body, Depends, Path, Query
 from api.auth import ANY_ROLE, Principal, require
 from api.errors import invalid
 from api.params import TIME_HELP, parse_time
-from api.patrol_schemas import (FeatureOut, PatrolDetail, PatrolFinishIn, PatrolOut, PatrolStartIn, PointsIn,
-                                PointsOut)
+from api.patrol_schemas import (FeatureOut, PatrolDetail, PatrolFinishIn, PatrolImportIn, PatrolOut, PatrolStartIn,
+                                PointsIn, PointsOut)
 from api.routes.patrol_scope import (PatrolsDep, acting_chief, domain_errors, is_chief, scoped_patrol,
                                      town_of)
 from api.routes.rivers import GeoJSONResponse, geojson_200
@@ -20,11 +20,12 @@ from api.schemas import ErrorOut
 from core.auth import Role
 from core.patrols.geometry import track_feature
 from core.patrols.models import PatrolStatus
-from core.timeutil import utcnow
+from core.patrols.repo import PatrolImport
 
 router = APIRouter(prefix="/patrols", tags=["patrols"])
 
 PATROL_WRITERS = require(Role.admin, Role.supervisor, Role.chief)
+PATROL_IMPORTERS = require(Role.admin)
 MAX_PAGE = 1000
 PatrolId = Annotated[int, Path(ge=1, le=2**63 - 1, description="patrol id")]
 # A phone's clock may run a little ahead; a time further in the future is a mistake, not a patrol.
@@ -34,11 +35,11 @@ EARLIEST = datetime.fromisoformat("2000-01-01T00:00:00+00:00")
 _404 = {404: {"model": ErrorOut, "description": "no such patrol, or not one the caller may see"}}
 
 
-def check_time(name: str, ts: datetime | None) -> datetime | None:
-    """A client-supplied time: not before 2000 and not in the future (beyond clock skew); 422 otherwise."""
+def check_time(name: str, ts: datetime | None, now: datetime) -> datetime | None:
+    """A client-supplied time: not before 2000 and not after ``now`` (beyond clock skew); 422 otherwise."""
     if ts is None:
         return None
-    if ts < EARLIEST or ts > utcnow() + CLOCK_SKEW:
+    if ts < EARLIEST or ts > now + CLOCK_SKEW:
         invalid("body", name, f"{name} must lie between 2000 and now; got {ts.isoformat()}", ts.isoformat())
     return ts
 
@@ -46,16 +47,34 @@ def check_time(name: str, ts: datetime | None) -> datetime | None:
 @router.post("", response_model=PatrolOut, status_code=201, summary="Start a patrol",
              description="A chief starts their own patrol on one of their segments (self-started). Admins and "
                          "supervisors start one for a chief (dispatched unless `self_started` is true); a town "
-                         "supervisor only for their town's chiefs.",
+                         "supervisor only for their town's chiefs. `started_at` may lie at most "
+                         "`SMARTWATER_PATROL_BACKDATE_GRACE_H` (48 h) before now: older patrols are imported by an "
+                         "admin (`POST /patrols/import`). GPS fixes must then lie between the start and the finish.",
              responses={**_404, 403: {"model": ErrorOut, "description": "a chief starting someone else's patrol"}})
 def start_patrol(body: PatrolStartIn, repo: PatrolsDep, user: Annotated[Principal, Depends(PATROL_WRITERS)]
                  ) -> PatrolOut:
-    started_at = check_time("started_at", body.started_at)
+    started_at = check_time("started_at", body.started_at, repo.clock.now())
     chief_id = acting_chief(repo, user, body.chief_id, "chief_id", "a chief starts only their own patrols",
                             "the chief who patrols")
     self_started = is_chief(user) or bool(body.self_started)
     with domain_errors():
         patrol = repo.start_patrol(chief_id, body.segment_id, started_at, self_started=self_started)
+    return PatrolOut.from_domain(patrol)
+
+
+@router.post("/import", response_model=PatrolOut, status_code=201,
+             summary="Record a past patrol (paper records): admins only, with a reason",
+             description="Opens a patrol whose start lies beyond the back-dating grace, for a chief on one of their "
+                         "segments; its fixes and finish then go through the usual calls. The patrol keeps who "
+                         "imported it, when and why (`source` = import, `recorded_by`, `import_reason`).",
+             responses=_404)
+def import_patrol(body: PatrolImportIn, repo: PatrolsDep, user: Annotated[Principal, Depends(PATROL_IMPORTERS)]
+                  ) -> PatrolOut:
+    started_at = check_time("started_at", body.started_at, repo.clock.now())
+    assert started_at is not None  # required by the schema
+    with domain_errors():
+        patrol = repo.start_patrol(body.chief_id, body.segment_id, started_at, self_started=body.self_started,
+                                   imported=PatrolImport(by=user.username, reason=body.reason))
     return PatrolOut.from_domain(patrol)
 
 
@@ -81,7 +100,7 @@ def add_points(patrol_id: PatrolId, body: PointsIn, repo: PatrolsDep,
 def finish_patrol(patrol_id: PatrolId, repo: PatrolsDep, user: Annotated[Principal, Depends(PATROL_WRITERS)],
                   body: Annotated[PatrolFinishIn | None, Body()] = None) -> PatrolOut:
     scoped_patrol(repo, user, patrol_id)
-    finished_at = check_time("finished_at", body.finished_at if body else None)
+    finished_at = check_time("finished_at", body.finished_at if body else None, repo.clock.now())
     with domain_errors():
         return PatrolOut.from_domain(repo.finish_patrol(patrol_id, finished_at))
 

@@ -1,21 +1,27 @@
-"""Patrol compliance and issue statistics (docs/domain.md, "River chiefs": patrol frequency, deadlines).
+"""Patrol compliance and issue statistics (docs/river-chiefs.md, "Compliance: counting per period").
 
-Patrol compliance of a chief over a period ``[start, end)``:
+Patrol compliance of a chief over a report period ``[start, end)``:
 
 - The minimum frequency of the chief's level is ``N/unit`` (settings ``patrol_frequency_<level>``), unit one
   of ``week`` (Monday 00:00 to Monday 00:00), ``dekad`` (旬: days 1–10, 11–20, 21–end of month), ``month``,
   ``quarter``, ``year``, all calendar periods in local time (settings ``display_timezone``).
-- ``required`` = N × the number of those periods lying *entirely* inside ``[start, end)``. A period cut by
-  either end is not required (one still running is not yet due), so June 2026 requires 4 weeks of a village
-  chief (8–14, 15–21, 22–28 June and 1–7 June since 1 June 2026 is a Monday; 29 June–5 July is cut), 3 dekads
-  of a town chief and 1 month of a county chief.
-- ``valid`` = the chief's finished patrols with ``valid`` true that *started* in ``[start, end)``;
-  ``patrols`` = all finished ones.
-- ``rate`` = min(1, valid / required); None when nothing is required (period shorter than one unit).
+- A period is *due* in the report in which it **ends**: its end lies in ``(start, end]`` and, when the report is
+  asked for before its end (``as_of``), no later than then. So the week 30 November–6 December belongs to
+  December's report and is counted with the patrols of 30 November; the week 29 June–5 July belongs to July's.
+  Every period is due in exactly one of a run of consecutive reports, and none is due before it is over.
+- Each due period is *met* when it holds at least N valid patrols (finished, ``valid`` true, started inside
+  the period). Four patrols on one day meet one week, not a month of weekly duty.
+- ``required`` = N × periods due; ``counted`` = Σ over due periods of min(valid patrols in it, N);
+  ``rate`` = counted ÷ required (None when nothing is due). This is the bureau's published "valid ÷ required",
+  capped per period: with N = 1 it equals periods met ÷ periods due, and a town chief owing 3 a month who
+  made 2 gets 2/3 rather than 0.
+- ``patrols`` and ``valid`` are the finished and valid patrols started in ``[start, end)``: what the chief did
+  in the report period, shown beside the rate.
 
-Roll-ups (by town, by level): ``required`` and ``valid`` are sums; ``rate`` = Σ min(valid, required) ÷
-Σ required, so one chief's extra patrols do not hide another's missing ones; ``compliant`` counts chiefs at
-rate 1 and ``mean_rate`` averages the chiefs' rates (chiefs with nothing required are left out of both).
+Roll-ups (by town, by level, the district): ``rate`` = Σ counted ÷ Σ required, so one chief's extra patrols do
+not hide another's missing ones; ``compliant`` counts chiefs at rate 1 and ``mean_rate`` averages the chiefs'
+rates (chiefs with nothing due are left out of both); towns are ranked by rate (1 = best; equal rates share a
+rank; a town with nothing due has no rank).
 
 Issue statistics over the issues *found* in ``[start, end)``, as of a time (default: now):
 
@@ -29,7 +35,7 @@ from __future__ import annotations
 
 import calendar
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -118,11 +124,38 @@ def full_periods(unit: str, start: datetime, end: datetime, tz: tzinfo) -> list[
         d = nxt
 
 
-def required_patrols(freq: Frequency, start: datetime, end: datetime, tz: tzinfo) -> int:
-    return freq.count * len(full_periods(freq.unit, start, end, tz))
+def due_periods(unit: str, start: datetime, end: datetime, tz: tzinfo,
+                as_of: datetime | None = None) -> list[tuple[datetime, datetime]]:
+    """The local calendar periods of ``unit`` due in the report ``[start, end)``: those that end inside
+    ``(start, end]`` and, with ``as_of``, by then. The first may begin before ``start`` (a straddling week)."""
+    limit = end if as_of is None else min(end, as_of)
+    out: list[tuple[datetime, datetime]] = []
+    d = _period_start(unit, start.astimezone(tz).date())  # the period holding start: it ends after start
+    while True:
+        nxt = _next_period(unit, d)
+        a, b = _midnight(d, tz), _midnight(nxt, tz)
+        if b > limit:
+            return out
+        if b > start:
+            out.append((a, b))
+        d = nxt
+
+
+def counting_start(start: datetime, end: datetime, tz: tzinfo, frequencies: Mapping[str, "Frequency"]) -> datetime:
+    """The earliest moment whose patrols a report ``[start, end)`` needs: the start of its first due period."""
+    firsts = [p[0][0] for f in frequencies.values() if (p := due_periods(f.unit, start, end, tz))]
+    return min([start, *firsts])
 
 
 # --------------------------------------------------------------------------- patrol compliance
+
+@dataclass(slots=True)
+class PeriodResult:
+    start: datetime
+    end: datetime
+    valid: int  # valid patrols started in the period
+    met: bool  # valid >= the level's N
+
 
 @dataclass(slots=True)
 class ChiefCompliance:
@@ -132,10 +165,14 @@ class ChiefCompliance:
     town: str | None
     village: str | None
     frequency: str
-    required: int
-    patrols: int  # finished patrols started in the period
-    valid: int
-    rate: float | None
+    periods_due: int
+    periods_met: int
+    required: int  # N x periods due
+    counted: int  # sum over due periods of min(valid in it, N)
+    patrols: int  # finished patrols started in the report period
+    valid: int  # valid patrols started in the report period
+    rate: float | None  # counted / required
+    periods: list[PeriodResult]
 
 
 @dataclass(slots=True)
@@ -143,68 +180,113 @@ class Rollup:
     key: str | None
     chiefs: int
     required: int
+    counted: int
     patrols: int
     valid: int
-    rate: float | None  # Σ min(valid, required) / Σ required
+    rate: float | None  # sum counted / sum required
     compliant: int  # chiefs at rate 1
     mean_rate: float | None
+    rank: int | None = None  # towns only: 1 = highest rate
 
 
 @dataclass(slots=True)
 class ComplianceReport:
     start: datetime
     end: datetime
+    as_of: datetime | None
     frequencies: dict[str, str]
-    required_by_level: dict[str, int]
+    periods_by_level: dict[str, list[tuple[datetime, datetime]]]
     chiefs: list[ChiefCompliance]
     by_town: list[Rollup]
     by_level: list[Rollup]
     total: Rollup
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    @property
+    def required_by_level(self) -> dict[str, int]:
+        return {lvl: len(p) * Frequency.parse(self.frequencies[lvl]).count for lvl, p in self.periods_by_level.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class PatrolStarts:
+    """Finished patrols as columns: chief id, start (epoch seconds), valid. What compliance reads of patrols."""
+    chief_ids: Sequence[str]
+    started: np.ndarray  # float64 epoch seconds
+    valid: np.ndarray  # bool
+
+    @classmethod
+    def of(cls, rows: Iterable[tuple[str, datetime, bool]]) -> "PatrolStarts":
+        rows = list(rows)
+        return cls([r[0] for r in rows], np.array([r[1].timestamp() for r in rows], dtype=float),
+                   np.array([bool(r[2]) for r in rows], dtype=bool))
 
 
 def _rollup(key: str | None, rows: Sequence[ChiefCompliance]) -> Rollup:
     req = np.array([r.required for r in rows], dtype=np.int64)
-    val = np.array([r.valid for r in rows], dtype=np.int64)
+    cnt = np.array([r.counted for r in rows], dtype=np.int64)
     due = req > 0
-    rates = np.minimum(val[due], req[due]) / req[due] if due.any() else np.zeros(0)
+    rates = cnt[due] / req[due] if due.any() else np.zeros(0)
     total_req = int(req.sum())
-    return Rollup(key=key, chiefs=len(rows), required=total_req, patrols=int(sum(r.patrols for r in rows)),
-                  valid=int(val.sum()),
-                  rate=round(float(np.minimum(val, req).sum() / total_req), 4) if total_req else None,
+    return Rollup(key=key, chiefs=len(rows), required=total_req, counted=int(cnt.sum()),
+                  patrols=int(sum(r.patrols for r in rows)), valid=int(sum(r.valid for r in rows)),
+                  rate=round(float(cnt.sum() / total_req), 4) if total_req else None,
                   compliant=int(np.count_nonzero(rates >= 1.0)),
                   mean_rate=round(float(rates.mean()), 4) if len(rates) else None)
 
 
-def build_compliance(chiefs: Iterable[Any], counts: Mapping[str, tuple[int, int]], start: datetime, end: datetime,
+def rank_towns(rollups: list[Rollup]) -> None:
+    """Rank 1 = the highest rate; equal rates share a rank (1, 2, 2, 4); no rate, no rank."""
+    rated = sorted((r.rate for r in rollups if r.rate is not None), reverse=True)
+    for r in rollups:
+        r.rank = None if r.rate is None else 1 + sum(1 for x in rated if x > r.rate)
+
+
+def build_compliance(chiefs: Iterable[Any], patrols: PatrolStarts, start: datetime, end: datetime,
                      tz: tzinfo, frequencies: Mapping[str, Frequency] = DEFAULT_FREQUENCIES,
                      as_of: datetime | None = None) -> ComplianceReport:
-    """Pure: ``chiefs`` are rows/objects with id, name, level, town, village; ``counts`` maps a chief id to
-    (finished patrols, valid patrols) started in ``[start, end)``. ``as_of`` (now): only the periods that have
-    ended by then are due, so in the middle of a month nobody is marked down for the weeks still to come."""
-    due_end = end if as_of is None else max(start, min(end, as_of))
-    required = {lvl: required_patrols(f, start, due_end, tz) for lvl, f in frequencies.items()}
+    """Pure: ``chiefs`` are rows/objects with id, name, level, town, village; ``patrols`` the finished patrols
+    started from ``counting_start(...)`` to ``end``. ``as_of`` (now): a period not over by then is not due."""
+    periods = {lvl: due_periods(f.unit, start, end, tz, as_of) for lvl, f in frequencies.items()}
+    t0, t1 = start.timestamp(), end.timestamp()
+    by_chief: dict[str, list[int]] = defaultdict(list)
+    for k, cid in enumerate(patrols.chief_ids):
+        by_chief[cid].append(k)
+    bounds = {lvl: np.array([a.timestamp() for a, _ in p] + ([p[-1][1].timestamp()] if p else []))
+              for lvl, p in periods.items()}
     rows: list[ChiefCompliance] = []
     for c in chiefs:
         level = c.level.value if hasattr(c.level, "value") else c.level
-        n, v = counts.get(c.id, (0, 0))
-        req = required.get(level, 0)
-        rows.append(ChiefCompliance(chief_id=c.id, name=c.name, level=level, town=c.town, village=c.village,
-                                    frequency=str(frequencies[level]) if level in frequencies else "",
-                                    required=req, patrols=int(n), valid=int(v),
-                                    rate=round(min(1.0, v / req), 4) if req else None))
+        idx = np.array(by_chief.get(c.id, ()), dtype=np.int64)
+        started, valid = patrols.started[idx], patrols.valid[idx]
+        inside = (started >= t0) & (started < t1)
+        freq = frequencies.get(level)
+        due = periods.get(level, [])
+        per_period = np.zeros(len(due), dtype=np.int64)
+        if due:
+            b = bounds[level]
+            k = np.searchsorted(b, started[valid], side="right") - 1
+            k = k[(k >= 0) & (k < len(due))]
+            per_period = np.bincount(k, minlength=len(due))
+        n = freq.count if freq else 0
+        required = n * len(due)
+        counted = int(np.minimum(per_period, n).sum())
+        results = [PeriodResult(a, b_, int(v), bool(v >= n)) for (a, b_), v in zip(due, per_period)]
+        rows.append(ChiefCompliance(
+            chief_id=c.id, name=c.name, level=level, town=c.town, village=c.village,
+            frequency=str(freq) if freq else "", periods_due=len(due), periods_met=sum(r.met for r in results),
+            required=required, counted=counted, patrols=int(np.count_nonzero(inside)),
+            valid=int(np.count_nonzero(inside & valid)),
+            rate=round(counted / required, 4) if required else None, periods=results))
     by_town: dict[str | None, list[ChiefCompliance]] = defaultdict(list)
     by_level: dict[str, list[ChiefCompliance]] = defaultdict(list)
     for r in rows:
         by_town[r.town].append(r)
         by_level[r.level].append(r)
     level_order = {lvl: i for i, lvl in enumerate(("county", "town", "village", "grid"))}
+    towns = [_rollup(k, v) for k, v in sorted(by_town.items(), key=lambda kv: (kv[0] is not None, kv[0] or ""))]
+    rank_towns([r for r in towns if r.key is not None])
     return ComplianceReport(
-        start=start, end=end, frequencies={k: str(f) for k, f in frequencies.items()}, required_by_level=required,
-        chiefs=rows,
-        by_town=[_rollup(k, v) for k, v in sorted(by_town.items(), key=lambda kv: (kv[0] is not None, kv[0] or ""))],
+        start=start, end=end, as_of=as_of, frequencies={k: str(f) for k, f in frequencies.items()},
+        periods_by_level=periods, chiefs=rows, by_town=towns,
         by_level=[_rollup(k, v) for k, v in sorted(by_level.items(), key=lambda kv: level_order.get(kv[0], 99))],
         total=_rollup(None, rows))
 

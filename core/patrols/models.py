@@ -136,6 +136,12 @@ class Patrol(BaseModel):
     coverage: float | None = None
     valid: bool | None = None  # None while open
     invalid_reason: str | None = None
+    # When and how the patrol reached the registry: "app" (started live, within the back-dating grace) or
+    # "import" (an admin recording it after the fact, with who and why).
+    recorded_at: UtcTime | None = None
+    source: str = "app"
+    recorded_by: str | None = None
+    import_reason: str | None = None
 
 
 class OwnerKind(str, enum.Enum):

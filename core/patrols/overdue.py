@@ -36,10 +36,9 @@ def overdue_payload(issue: Issue, at: datetime) -> dict[str, Any]:
 
 
 def notify_overdue(repo: PatrolRepo, publisher: ReportPublisher, at: datetime | None = None) -> list[int]:
-    """Notify every overdue issue not notified yet for its current deadline; the ids notified."""
-    from core.timeutil import utcnow
-
-    at = at or utcnow()
+    """Notify every overdue issue not notified yet for its current deadline (at ``at``, default the repository's
+    clock); the ids notified."""
+    at = at or repo.clock.now()
     done: list[int] = []
     for issue in repo.overdue_to_notify(at):
         assert issue.id is not None and issue.deadline is not None

@@ -13,6 +13,7 @@ Issue lifecycle (each transition checks the current state; a wrong one raises In
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -22,13 +23,13 @@ from sqlalchemy import and_, case, delete, func, insert, not_, or_, select, upda
 from sqlalchemy.engine import Connection, Engine
 
 from core.patrols import tables as t
-from core.patrols.compliance import (ComplianceReport, IssueStats, build_compliance, frequencies_from_settings,
-                                     issue_stats)
+from core.patrols.compliance import (ComplianceReport, IssueStats, PatrolStarts, build_compliance, counting_start,
+                                     frequencies_from_settings, issue_stats)
 from core.patrols.models import (AssigneeKind, Chief, Issue, IssueEvent, IssueReport, IssueState, OwnerKind,
                                  Patrol, PatrolStatus, Photo, River, Segment, TrackPoint)
 from core.patrols.photos import store_photo
 from core.patrols.validity import PatrolRules, evaluate_track
-from core.timeutil import utcnow
+from core.clock import SYSTEM_CLOCK, Clock
 
 UTC = timezone.utc
 log = logging.getLogger("core.patrols")
@@ -37,7 +38,11 @@ log = logging.getLogger("core.patrols")
 # --------------------------------------------------------------------------- errors
 
 class PatrolError(ValueError):
-    """Base of the river-chief domain's rejections (the API maps these to 4xx)."""
+    """Base of the river-chief domain's rejections (the API maps these to 4xx); ``field``: the input at fault."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class NotFound(LookupError):
@@ -68,11 +73,32 @@ class InvalidTransition(PatrolError):
         self.issue_id, self.action, self.state, self.allowed = issue_id, action, state, tuple(allowed)
 
 
+class OutOfTimeWindow(PatrolError):
+    """A patrol time that cannot be true: a start back-dated beyond the grace, a fix outside the patrol, a time in
+    the future. Back-filling past periods (docs/river-chiefs.md, "No back-filling") goes through an import."""
+
+
+class TooManyPoints(PatrolError):
+    """A patrol's track would hold more fixes than ``patrol_max_points``."""
+
+
 class PhotoRequired(PatrolError):
     """Rectification needs a photo of this issue."""
 
 
 # --------------------------------------------------------------------------- helpers
+
+@dataclass(frozen=True, slots=True)
+class PatrolImport:
+    """Who records a patrol after the fact, and why (paper records): kept on the patrol for audit."""
+    by: str
+    reason: str
+
+
+def _ago(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours:.1f} h" if hours < 72 else f"{hours / 24:.0f} days"
+
 
 def _aware(ts: datetime | None) -> datetime | None:
     # SQLite gives naive datetimes back; everything stored is UTC.
@@ -99,19 +125,21 @@ def _row(row: Any, times: Sequence[str] = ()) -> dict[str, Any]:
 
 # The history event that records an overdue notification (not a state change: from and to are the same).
 OVERDUE_EVENT = "overdue_notified"
-_PATROL_TIMES = ("started_at", "finished_at")
+_PATROL_TIMES = ("started_at", "finished_at", "recorded_at")
 _ISSUE_TIMES = ("found_at", "first_assigned_at", "assigned_at", "first_deadline", "deadline", "rectified_at",
                 "reviewed_at", "closed_at")
 
 
 class PatrolRepo:
-    def __init__(self, engine: Engine, settings: Any = None, data_dir: str | Path | None = None) -> None:
+    def __init__(self, engine: Engine, settings: Any = None, data_dir: str | Path | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         if settings is None:
             from core.settings import get_settings
 
             settings = get_settings()
         self.engine = engine
         self.settings = settings
+        self.clock = clock
         self.data_dir = Path(data_dir if data_dir is not None else settings.data_dir)
         self.rules = PatrolRules.from_settings(settings)
         self.frequencies = frequencies_from_settings(settings)
@@ -252,9 +280,25 @@ class PatrolRepo:
         return Patrol.model_validate({**m, "points": points or []})
 
     def start_patrol(self, chief_id: str, segment_id: str, started_at: datetime | None = None,
-                     self_started: bool = True) -> Patrol:
-        """Open a patrol of ``chief_id`` on one of their segments."""
-        started_at = _utc(started_at, "started_at") or utcnow()
+                     self_started: bool = True, imported: PatrolImport | None = None) -> Patrol:
+        """Open a patrol of ``chief_id`` on one of their segments, recorded now (the clock).
+
+        ``started_at`` may lie at most ``patrol_backdate_grace_h`` before now (a phone offline for a day or two)
+        and not in the future beyond the clock tolerance; an older start is an ``imported`` record (paper
+        records, an admin), which keeps who imported it and why."""
+        now = self.clock.now()
+        started_at = _utc(started_at, "started_at") or now
+        tol = timedelta(seconds=self.settings.patrol_clock_tolerance_s)
+        if started_at > now + tol:
+            raise OutOfTimeWindow(f"started_at {started_at.isoformat()} is in the future (now {now.isoformat()})",
+                                  "started_at")
+        grace = timedelta(hours=self.settings.patrol_backdate_grace_h)
+        if imported is None and started_at < now - grace:
+            raise OutOfTimeWindow(
+                f"started_at {started_at.isoformat()} is {_ago(now - started_at)} before now ({now.isoformat()}); "
+                f"a patrol may start at most {self.settings.patrol_backdate_grace_h:g} h before it is recorded. "
+                "Older records (paper patrol logs) are imported by an admin: POST /api/v1/patrols/import",
+                "started_at")
         with self.engine.begin() as conn:
             if conn.scalar(select(t.river_chiefs.c.id).where(t.river_chiefs.c.id == chief_id)) is None:
                 raise NotFound("chief", chief_id)
@@ -264,11 +308,17 @@ class PatrolRepo:
                 t.chief_segments.c.chief_id == chief_id, t.chief_segments.c.segment_id == segment_id))
             if link is None:
                 raise NotAssigned(f"chief {chief_id!r} is not responsible for segment {segment_id!r}")
+            record = {"recorded_at": now, "source": "import" if imported else "app",
+                      "recorded_by": imported.by if imported else None,
+                      "import_reason": imported.reason if imported else None}
             pid = conn.execute(insert(t.patrols).values(
                 chief_id=chief_id, segment_id=segment_id, self_started=self_started, started_at=started_at,
-                status=PatrolStatus.open.value, point_count=0)).inserted_primary_key[0]
+                status=PatrolStatus.open.value, point_count=0, **record)).inserted_primary_key[0]
+        if imported:
+            log.info("patrol %s of chief %s imported by %s (started %s): %s", pid, chief_id, imported.by,
+                     started_at.isoformat(), imported.reason)
         return Patrol(id=pid, chief_id=chief_id, segment_id=segment_id, self_started=self_started,
-                      started_at=started_at)
+                      started_at=started_at, **record)
 
     def _insert_points(self, conn: Connection, patrol_id: int, rows: list[dict[str, Any]]) -> int:
         """Insert points not stored yet; the (patrol_id, ts_ms) key makes a retried batch harmless."""
@@ -312,12 +362,21 @@ class PatrolRepo:
             by_ms.setdefault(ms, {"patrol_id": patrol_id, "ts_ms": ms, "lat": p.lat, "lon": p.lon,
                                   "accuracy_m": p.accuracy_m})
         with self.engine.begin() as conn:
-            status = conn.scalar(select(t.patrols.c.status).where(t.patrols.c.id == patrol_id).with_for_update())
-            if status is None:
+            row = conn.execute(select(t.patrols.c.status, t.patrols.c.started_at, t.patrols.c.finished_at,
+                                      t.patrols.c.point_count)
+                               .where(t.patrols.c.id == patrol_id).with_for_update()).first()
+            if row is None:
                 raise NotFound("patrol", patrol_id)
+            status = row.status
             if not by_ms:
                 return 0
+            self._check_fix_times(patrol_id, list(by_ms), _aware(row.started_at), _aware(row.finished_at))
             n = self._insert_points(conn, patrol_id, list(by_ms.values()))
+            limit = self.settings.patrol_max_points
+            if row.point_count + n > limit:  # raising here rolls the insert back: fixes already stored don't count
+                raise TooManyPoints(f"patrol {patrol_id} holds {row.point_count} fixes; {n} more would exceed the "
+                                    f"limit of {limit} fixes per patrol (patrol_max_points); nothing was stored",
+                                    "points")
             if n:
                 conn.execute(update(t.patrols).where(t.patrols.c.id == patrol_id)
                              .values(point_count=t.patrols.c.point_count + n))
@@ -325,6 +384,25 @@ class PatrolRepo:
         if refinish:
             self._evaluate(patrol_id, finish_at=None)
         return n
+
+    def _check_fix_times(self, patrol_id: int, ts_ms: list[int], started_at: datetime | None,
+                         finished_at: datetime | None) -> None:
+        """Every fix lies within its patrol: from its start to its finish (now, while open), give or take the
+        clock tolerance; else the whole batch is refused, naming the first fixes out of place."""
+        assert started_at is not None
+        tol = timedelta(seconds=self.settings.patrol_clock_tolerance_s)
+        lo = (started_at - tol).timestamp() * 1000
+        end = finished_at or self.clock.now()
+        hi = (end + tol).timestamp() * 1000
+        bad = sorted(ms for ms in ts_ms if not lo <= ms <= hi)
+        if bad:
+            shown = ", ".join(datetime.fromtimestamp(ms / 1000, UTC).isoformat() for ms in bad[:3])
+            more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+            until = "its finish" if finished_at else "now"
+            raise OutOfTimeWindow(
+                f"{len(bad)} fix(es) lie outside patrol {patrol_id} ({started_at.isoformat()} to {until} "
+                f"{end.isoformat()}, ± {tol.total_seconds():g} s): {shown}{more}; nothing of this batch was stored",
+                "points")
 
     def points(self, patrol_id: int) -> list[TrackPoint]:
         """Stored fixes in time order."""
@@ -335,7 +413,7 @@ class PatrolRepo:
 
     def finish_patrol(self, patrol_id: int, finished_at: datetime | None = None) -> Patrol:
         """Close a patrol: compute distance, duration, coverage and validity from its track and store them."""
-        return self._evaluate(patrol_id, finish_at=_utc(finished_at, "finished_at") or utcnow())
+        return self._evaluate(patrol_id, finish_at=_utc(finished_at, "finished_at") or self.clock.now())
 
     def _evaluate(self, patrol_id: int, finish_at: datetime | None) -> Patrol:
         with self.engine.begin() as conn:
@@ -348,6 +426,16 @@ class PatrolRepo:
                     raise PatrolClosed(f"patrol {patrol_id} is already finished")
                 if finish_at < p["started_at"]:
                     raise PatrolError(f"patrol {patrol_id}: finished_at before started_at")
+                if finish_at > self.clock.now() + timedelta(seconds=self.settings.patrol_clock_tolerance_s):
+                    raise OutOfTimeWindow(f"patrol {patrol_id}: finished_at {finish_at.isoformat()} is in the future",
+                                          "finished_at")
+                last = conn.scalar(select(func.max(t.patrol_points.c.ts_ms))
+                                   .where(t.patrol_points.c.patrol_id == patrol_id))
+                tol_ms = self.settings.patrol_clock_tolerance_s * 1000
+                if last is not None and last > finish_at.timestamp() * 1000 + tol_ms:
+                    raise OutOfTimeWindow(
+                        f"patrol {patrol_id}: finished_at {finish_at.isoformat()} is before its last GPS fix "
+                        f"{datetime.fromtimestamp(last / 1000, UTC).isoformat()}", "finished_at")
                 p["finished_at"] = finish_at
             seg = conn.execute(select(t.river_segments.c.geometry)
                                .where(t.river_segments.c.id == p["segment_id"])).scalar_one()
@@ -420,7 +508,7 @@ class PatrolRepo:
             if row is None:
                 values = {"owner_kind": owner_kind.value, "owner_id": owner_id, "path": stored.path,
                           "content_type": stored.content_type, "size": stored.size, "sha256": stored.sha256,
-                          "uploaded_at": _utc(uploaded_at, "uploaded_at") or utcnow(), "uploaded_by": uploaded_by}
+                          "uploaded_at": _utc(uploaded_at, "uploaded_at") or self.clock.now(), "uploaded_by": uploaded_by}
                 pid = conn.execute(insert(t.photos).values(values)).inserted_primary_key[0]
                 return Photo(id=pid, **values)
         return Photo.model_validate(_row(row, ("uploaded_at",)))
@@ -456,7 +544,7 @@ class PatrolRepo:
 
     def report_issue(self, report: IssueReport, found_by: str, by: str | None = None) -> Issue:
         """A chief reports an issue (state ``found``)."""
-        found_at = report.found_at or utcnow()
+        found_at = report.found_at or self.clock.now()
         with self.engine.begin() as conn:
             chief = conn.execute(select(t.river_chiefs.c.id, t.river_chiefs.c.town)
                                  .where(t.river_chiefs.c.id == found_by)).first()
@@ -488,7 +576,7 @@ class PatrolRepo:
         The UPDATE also filters on the state read, so a concurrent transition on a database without row locks
         (SQLite) cannot slip in between: a lost race raises InvalidTransition instead of overwriting.
         """
-        at = _utc(at, "time") or utcnow()
+        at = _utc(at, "time") or self.clock.now()
         with self.engine.begin() as conn:
             row = conn.execute(select(t.issues).where(t.issues.c.id == issue_id).with_for_update()).first()
             if row is None:
@@ -589,7 +677,7 @@ class PatrolRepo:
         if involving is not None:
             q = q.where(or_(i.found_by == involving, i.assignee == involving))
         if overdue is not None:
-            late = and_(i.state == IssueState.assigned.value, i.deadline < (_utc(at, "at") or utcnow()))
+            late = and_(i.state == IssueState.assigned.value, i.deadline < (_utc(at, "at") or self.clock.now()))
             q = q.where(late if overdue else not_(late))
         if start:
             q = q.where(i.found_at >= _utc(start))
@@ -603,7 +691,7 @@ class PatrolRepo:
 
         A rectified issue waiting for review is not overdue: the assignee has done their part.
         """
-        at = _utc(at, "at") or utcnow()
+        at = _utc(at, "at") or self.clock.now()
         q = (select(t.issues).where(t.issues.c.state == IssueState.assigned.value, t.issues.c.deadline < at)
              .order_by(t.issues.c.deadline, t.issues.c.id))
         if town:
@@ -627,28 +715,28 @@ class PatrolRepo:
 
     def record_overdue_notified(self, issue: Issue, at: datetime | None = None, by: str | None = None) -> None:
         """Note on the issue's history that its missed deadline was notified (so it is notified once)."""
-        at = _utc(at, "at") or utcnow()
+        at = _utc(at, "at") or self.clock.now()
         with self.engine.begin() as conn:
             self._add_event(conn, issue.id, OVERDUE_EVENT, at, by, issue.state.value, issue.state.value,
                             f"deadline {issue.deadline.isoformat()} missed",
                             {"deadline": issue.deadline.isoformat(), "assignee": issue.assignee})
 
     # ================================================================== compliance and statistics
-    def patrol_counts(self, start: datetime, end: datetime, town: str | None = None) -> dict[str, tuple[int, int]]:
-        """chief id → (finished patrols, valid patrols) started in ``[start, end)``: one GROUP BY.
+    def patrol_starts(self, start: datetime, end: datetime, town: str | None = None) -> PatrolStarts:
+        """Finished patrols started in ``[start, end)``: chief id, start, valid (one indexed range scan).
         ``town``: only that town's chiefs."""
         p = t.patrols.c
-        q = (select(p.chief_id, func.count(), func.sum(case((p.valid.is_(True), 1), else_=0)))
-             .where(p.started_at >= _utc(start), p.started_at < _utc(end), p.status == PatrolStatus.finished.value)
-             .group_by(p.chief_id))
+        q = (select(p.chief_id, p.started_at, p.valid)
+             .where(p.started_at >= _utc(start), p.started_at < _utc(end), p.status == PatrolStatus.finished.value))
         if town is not None:
             q = q.where(p.chief_id.in_(select(t.river_chiefs.c.id).where(t.river_chiefs.c.town == town)))
         with self.engine.connect() as conn:
-            return {cid: (int(n), int(v or 0)) for cid, n, v in conn.execute(q)}
+            return PatrolStarts.of((cid, _aware(ts), bool(v)) for cid, ts, v in conn.execute(q))
 
-    def compliance(self, start: datetime, end: datetime, town: str | None = None) -> ComplianceReport:
-        """Per-chief required vs. valid patrols and the roll-ups by town and level (see core.patrols.compliance).
-        ``town``: only that town's chiefs (a town supervisor's view)."""
+    def compliance(self, start: datetime, end: datetime, town: str | None = None,
+                   as_of: datetime | None = None) -> ComplianceReport:
+        """Per-chief due periods, met or not, and the roll-ups by town and level (see core.patrols.compliance),
+        as of ``as_of`` (default: the clock's now). ``town``: only that town's chiefs (a supervisor's view)."""
         start, end = _utc(start, "start"), _utc(end, "end")
         if end <= start:
             raise PatrolError("end must be after start")
@@ -658,8 +746,9 @@ class PatrolRepo:
             q = q.where(c.town == town)
         with self.engine.connect() as conn:
             chiefs = conn.execute(q).all()
-        return build_compliance(chiefs, self.patrol_counts(start, end, town), start, end, self.tz, self.frequencies,
-                                as_of=utcnow())
+        since = counting_start(start, end, self.tz, self.frequencies)
+        return build_compliance(chiefs, self.patrol_starts(since, end, town), start, end, self.tz, self.frequencies,
+                                as_of=_utc(as_of, "as_of") or self.clock.now())
 
     def issue_stats(self, start: datetime, end: datetime, as_of: datetime | None = None, town: str | None = None
                     ) -> tuple[IssueStats, list[IssueStats]]:
@@ -675,7 +764,7 @@ class PatrolRepo:
             rows = conn.execute(q).all()
         cols = list(zip(*[(r.town, _aware(r.found_at), _aware(r.first_assigned_at), _aware(r.closed_at),
                            _aware(r.first_deadline)) for r in rows])) or [(), (), (), (), ()]
-        as_of = _utc(as_of, "as_of") or utcnow()
+        as_of = _utc(as_of, "as_of") or self.clock.now()
         h = self.settings.issue_response_h
         total = issue_stats(cols[1], cols[2], cols[3], cols[4], h, as_of)
         towns: dict[str | None, list[int]] = {}

@@ -67,6 +67,11 @@ patrols = Table(
     Column("coverage", Float),
     Column("valid", Boolean),  # None while open
     Column("invalid_reason", Text),
+    # Audit of how the row came in: "app" (live, start within the back-dating grace) or "import" (by whom, why).
+    Column("recorded_at", DateTime(timezone=True)),
+    Column("source", String(16), nullable=False, server_default="app"),
+    Column("recorded_by", String(64)),
+    Column("import_reason", Text),
     # A chief's patrols by time (list, minimum gap); the whole table by time (compliance aggregates).
     Index("patrols_chief_started", "chief_id", "started_at"),
     Index("patrols_started_status", "started_at", "status", "valid", "chief_id"),
