@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.redact import redact_url
+from core.secrets_check import key_problem, password_problem
 
 TSDB_SCHEMES = ("sqlite", "influxdb", "influxdb2")
 DB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2")
@@ -110,7 +113,8 @@ class Settings(BaseSettings):
     # --- end of the notification block ---
 
     # --- Access control (core/auth.py, api/auth.py): users, bearer tokens, the login rate limit ---
-    # HMAC key of the API's bearer tokens, at least 32 characters (e.g. `openssl rand -hex 32`). Unset: a random one
+    # HMAC key of the API's bearer tokens, at least 32 random characters (`openssl rand -hex 32`); a placeholder
+    # (change-me …) or a guessable key is refused at start (core/secrets_check.py). Unset: a random one
     # is generated once in data_dir/auth_secret (mode 0600). Set it when several API hosts must accept one token;
     # changing it invalidates every token issued.
     auth_secret: SecretStr | None = None
@@ -127,8 +131,20 @@ class Settings(BaseSettings):
     @field_validator("auth_secret")
     @classmethod
     def _check_auth_secret(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is not None and len(v.get_secret_value().strip()) < 32:
-            raise ValueError("SMARTWATER_AUTH_SECRET must have at least 32 characters (e.g. `openssl rand -hex 32`)")
+        # Anyone holding this key signs admin tokens: the example's placeholder or a guessable key is refused.
+        if v is not None:
+            problem = key_problem("SMARTWATER_AUTH_SECRET", v.get_secret_value())
+            if problem:
+                raise ValueError(problem)
+        return v
+
+    @field_validator("influx_token", "mqtt_password", "smtp_password", "webhook_secret")
+    @classmethod
+    def _check_no_placeholder(cls, v: SecretStr | None, info) -> SecretStr | None:  # type: ignore[no-untyped-def]
+        if v is not None:
+            problem = password_problem(f"SMARTWATER_{info.field_name.upper()}", v.get_secret_value())
+            if problem:
+                raise ValueError(problem)
         return v
     # --- end of the access-control block ---
 
@@ -152,7 +168,8 @@ class Settings(BaseSettings):
     def _check_mqtt_url(cls, v: str) -> str:
         parts = urlsplit(v)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"SMARTWATER_MQTT_URL must look like mqtt://host:port, got {v!r}")
+            raise ValueError(f"SMARTWATER_MQTT_URL must look like mqtt://host:port, got {redact_url(v)!r}")
+        _check_url_password("SMARTWATER_MQTT_URL", v)
         return v
 
     @model_validator(mode="after")
@@ -162,10 +179,25 @@ class Settings(BaseSettings):
         if self.db_url is None:
             self.db_url = f"sqlite:///{self.data_dir / 'registry.sqlite3'}"
         if urlsplit(self.tsdb_url).scheme not in TSDB_SCHEMES:
-            raise ValueError(f"SMARTWATER_TSDB_URL scheme must be one of {TSDB_SCHEMES}, got {self.tsdb_url!r}")
+            raise ValueError(f"SMARTWATER_TSDB_URL scheme must be one of {TSDB_SCHEMES}, "
+                             f"got {redact_url(self.tsdb_url)!r}")
         if urlsplit(self.db_url).scheme not in DB_SCHEMES:
-            raise ValueError(f"SMARTWATER_DB_URL scheme must be one of {DB_SCHEMES}, got {self.db_url!r}")
+            raise ValueError(f"SMARTWATER_DB_URL scheme must be one of {DB_SCHEMES}, got {redact_url(self.db_url)!r}")
+        _check_url_password("SMARTWATER_DB_URL", self.db_url)
         return self
+
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold (for the log filter that masks them)."""
+        out = [s.get_secret_value() for s in (self.auth_secret, self.influx_token, self.mqtt_password,
+                                               self.smtp_password, self.webhook_secret) if s is not None]
+        for url in (self.mqtt_url, self.db_url, self.tsdb_url):
+            try:
+                password = urlsplit(url or "").password
+            except ValueError:
+                password = None
+            if password:
+                out += [password, unquote(password)]
+        return [s for s in out if s]
 
     # --- River chiefs: patrols, issues, compliance (core/patrols; design.md §4 "River chiefs") ---
     # A patrol counts (is valid) only when its cleaned GPS track lasts long enough, is long enough, covers
@@ -226,6 +258,28 @@ class Settings(BaseSettings):
                       else unquote(parts.password) if parts.password else None),
             tls=parts.scheme == "mqtts",
         )
+
+
+def _check_url_password(name: str, url: str) -> None:
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return
+    if password:
+        problem = password_problem(f"the password in {name}", unquote(password))
+        if problem:
+            raise ValueError(problem)
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """A ValidationError of Settings as readable lines without the input values (they may hold passwords)."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(p) for p in err.get("loc", ()))
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        lines.append(f"SMARTWATER_{field.upper()}: {msg}" if field and not msg.startswith("SMARTWATER_")
+                     and not msg.startswith("the password in") else msg)
+    return redact_url("; ".join(lines))
 
 
 class MqttEndpoint:

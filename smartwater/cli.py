@@ -26,10 +26,18 @@ class Stage(str, Enum):
 
 
 def _settings():
+    from pydantic import ValidationError
+
+    from core.redact import redact_text
+    from core.settings import describe_settings_error
+
     try:
         return get_settings()
-    except Exception as exc:  # pydantic's ValidationError names the bad variable
-        typer.secho(f"invalid settings: {exc}", fg="red", err=True)
+    except ValidationError as exc:  # names the bad variable; never its value (it may hold a password)
+        typer.secho(f"invalid settings: {describe_settings_error(exc)}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    except Exception as exc:
+        typer.secho(f"invalid settings: {redact_text(str(exc))}", fg="red", err=True)
         raise typer.Exit(2) from None
 
 
@@ -41,7 +49,7 @@ def init(csv: Optional[Path] = typer.Option(None, help="Load stations from this 
     from smartwater.runner import open_backends
 
     settings = _settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     registry, store = open_backends(settings)
     try:
         stations = load_stations_csv(csv) if csv else generate_district(settings.district_seed)
@@ -50,7 +58,9 @@ def init(csv: Optional[Path] = typer.Option(None, help="Load stations from this 
         raise typer.Exit(2) from None
     n = registry.upsert_stations(stations)
     counts = registry.count_stations()
-    typer.echo(f"registry {settings.db_url}: {n} stations loaded; now " +
+    from core.redact import redact_url
+
+    typer.echo(f"registry {redact_url(settings.db_url)}: {n} stations loaded; now " +
                ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     if not registry.list_rules():  # a fresh registry starts with the default rule set; never overwrite edits
         from core.rules import default_rules
@@ -144,7 +154,7 @@ def simulate(scenario: str = typer.Option(
     from simulators.spec import load_scenario, parse_duration
 
     settings = _settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     if scenario == PATROLS:  # not a station scenario file: chiefs talk to the API, not to the broker
         if to_csv is not None:
             raise _fail("--to-csv writes station readings; the patrols scenario drives the API")
@@ -273,7 +283,7 @@ def replay(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="C
     from simulators.replay import replay as run_replay
 
     settings = _settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     registry = open_registry(settings.db_url)
     registry.create_schema()
     stations = {s.id: s for s in registry.list_stations()}
@@ -308,7 +318,7 @@ def demo(port: int = typer.Option(8000, min=1, max=65535, help="API port."),
     from smartwater.demo import print_summary, run_demo
 
     settings = _settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     try:
         summary = run_demo(settings, port=port, speed=speed, duration=duration, mqtt_port=mqtt_port, keep=keep,
                            scenario=scenario)

@@ -219,10 +219,45 @@ def test_secret_file_is_created_once_private_and_reused(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_secret(settings) == first  # a restart keeps the tokens valid
     assert [p.name for p in path.parent.iterdir()] == ["auth_secret"]  # no temporary files left
-    configured = Settings(_env_file=None, data_dir=tmp_path / "fresh", auth_secret="k" * 40)
-    assert load_secret(configured) == b"k" * 40
+    key = "3f9a1c7e5b20d4866e1f0a9b7c3d52e4a1b6c8d0f2e4a6b8"
+    configured = Settings(_env_file=None, data_dir=tmp_path / "fresh", auth_secret=key)
+    assert load_secret(configured) == key.encode()
     with pytest.raises(ValidationError, match="at least 32 characters"):
         Settings(_env_file=None, auth_secret="short")
+
+
+def _example_env() -> dict[str, str]:
+    text = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+
+
+@pytest.mark.parametrize("secret", [
+    "change-me-to-32-or-more-random-characters",  # what .env.example shipped: anyone could sign admin tokens
+    "CHANGE_ME_please_with_32_random_characters!!",
+    "k" * 40, "ab" * 20, "fuzz-secret-" + "x" * 32,  # long but guessable
+])
+def test_placeholder_or_guessable_secret_refuses_to_start(secret, tmp_path):
+    with pytest.raises(ValidationError) as info:
+        Settings(_env_file=None, data_dir=tmp_path, auth_secret=secret)
+    message = str(info.value)
+    assert "SMARTWATER_AUTH_SECRET" in message and "openssl rand -hex 32" in message
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTWATER_")}
+    res = subprocess.run([SMARTWATER, "token", "admin"], capture_output=True, text=True, timeout=60,
+                         env={**env, "SMARTWATER_DATA_DIR": str(tmp_path), "SMARTWATER_AUTH_SECRET": secret})
+    assert res.returncode == 2 and "SMARTWATER_AUTH_SECRET" in res.stderr and not res.stdout
+    assert secret not in res.stderr  # the refused value is not echoed either
+
+
+def test_example_env_holds_no_usable_secret(tmp_path):
+    example = _example_env()
+    with pytest.raises(ValidationError, match="SMARTWATER_AUTH_SECRET"):
+        Settings(_env_file=None, data_dir=tmp_path, auth_secret=example["SMARTWATER_AUTH_SECRET"])
+    with pytest.raises(ValidationError, match="SMARTWATER_INFLUX_TOKEN is a placeholder"):
+        Settings(_env_file=None, data_dir=tmp_path, influx_token=example["SMARTWATER_INFLUX_TOKEN"])
+    with pytest.raises(ValidationError, match="the password in SMARTWATER_DB_URL is a placeholder"):
+        Settings(_env_file=None, db_url=f"postgresql://smartwater:{example['POSTGRES_PASSWORD']}@postgres/sw")
+    with pytest.raises(ValidationError, match="SMARTWATER_MQTT_PASSWORD is a placeholder"):
+        Settings(_env_file=None, mqtt_password=example["MQTT_INGEST_PASSWORD"])
 
 
 # -- login rate limiter --------------------------------------------------------

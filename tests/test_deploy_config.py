@@ -43,7 +43,10 @@ def _service_env(svc: dict) -> dict[str, str]:
 def _fill(value: str) -> str:
     """Compose interpolation: ${VAR:-default} → default, ${VAR:?error} → a dummy secret."""
     value = re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", value)
-    return re.sub(r"\$\{[^}]+\}", "x" * 40, value)  # long enough for any secret
+    return re.sub(r"\$\{[^}]+\}", DUMMY_SECRET, value)  # long and random enough for any secret
+
+
+DUMMY_SECRET = "7d3f9b1e5a2c8e04f6b1d9a3c7e5f2b8d0a4c6e1"
 
 
 def _mounts(svc: dict) -> dict[str, str]:
