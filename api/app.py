@@ -43,7 +43,8 @@ Accounts are made with `smartwater user add NAME --role ROLE`. Each endpoint's d
 | stations, readings, alerts, alert stream, `auth/me` | ✓ | ✓ | ✓ | ✓ | ✓ |
 | acknowledge an alert | ✓ | ✓ | ✓ | | |
 | dead letters; read rules and the duty roster | ✓ | ✓ | ✓ | | |
-| change rules and the duty roster | ✓ | ✓ | | | |
+| change rules (they apply to the whole district) | ✓ | | | | |
+| change the duty roster (a supervisor with a town: that town's shifts only) | ✓ | ✓ | | | |
 | rivers, segments (JSON and GeoJSON); chiefs, patrols, tracks, issues, photos — *scoped* | ✓ | ✓ | ✓ | ✓ | ✓ |
 | `chiefs/me` (the signed-in chief's record) | | | | ✓ | |
 | start a patrol, upload points and photos, finish; report and rectify an issue — *scoped* | ✓ | ✓ | | ✓ | |

@@ -174,6 +174,8 @@ def require(*roles: Role, query_token: bool = False) -> Callable[..., Principal]
 ANY_ROLE = require(*Role)
 STAFF = require(Role.admin, Role.supervisor, Role.duty)
 MANAGERS = require(Role.admin, Role.supervisor)
+# District-wide settings (alert rules): a town supervisor must not change what every town is alerted about.
+ADMINS = require(Role.admin)
 ANY_ROLE_STREAM = require(*Role, query_token=True)
 
 

@@ -54,10 +54,10 @@ EXPECTED_ROLES = {
     ("GET", "/api/v1/dead-letters"): STAFF,
     ("GET", "/api/v1/rules"): STAFF,
     ("GET", "/api/v1/rules/{rule_id}"): STAFF,
-    ("POST", "/api/v1/rules"): MANAGERS,
-    ("PUT", "/api/v1/rules/{rule_id}"): MANAGERS,
-    ("PATCH", "/api/v1/rules/{rule_id}"): MANAGERS,
-    ("DELETE", "/api/v1/rules/{rule_id}"): MANAGERS,
+    ("POST", "/api/v1/rules"): {Role.admin},
+    ("PUT", "/api/v1/rules/{rule_id}"): {Role.admin},
+    ("PATCH", "/api/v1/rules/{rule_id}"): {Role.admin},
+    ("DELETE", "/api/v1/rules/{rule_id}"): {Role.admin},
     ("GET", "/api/v1/duty-roster"): STAFF,
     ("GET", "/api/v1/duty-roster/on-duty"): STAFF,
     ("POST", "/api/v1/duty-roster"): MANAGERS,
@@ -94,6 +94,30 @@ EXPECTED_ROLES = {
     ("GET", "/api/v1/issues/{issue_id}"): set(Role),
     ("GET", "/api/v1/photos/{photo_id}"): set(Role),
     ("GET", "/api/v1/compliance"): {Role.admin, Role.supervisor, Role.duty, Role.viewer},
+}
+
+# The scope decision of every write: whose objects a caller with a town (or a chief id) may change. "district":
+# only roles without a town may call it at all; "town": a supervisor with a town only their town's objects;
+# "own": a chief only their own patrols and issues, a supervisor their town's (api/routes/patrol_scope.py);
+# "any": no object belongs to a town (acknowledging a visible alert). A new write route fails
+# test_every_write_route_has_a_scope_decision until its decision is made here and tested.
+WRITE_SCOPES = {
+    ("POST", "/api/v1/alerts/{alert_id}/ack"): "any",
+    ("POST", "/api/v1/rules"): "district",
+    ("PUT", "/api/v1/rules/{rule_id}"): "district",
+    ("PATCH", "/api/v1/rules/{rule_id}"): "district",
+    ("DELETE", "/api/v1/rules/{rule_id}"): "district",
+    ("POST", "/api/v1/duty-roster"): "town",
+    ("DELETE", "/api/v1/duty-roster/{shift_id}"): "town",
+    ("POST", "/api/v1/patrols"): "own",
+    ("POST", "/api/v1/patrols/{patrol_id}/points"): "own",
+    ("POST", "/api/v1/patrols/{patrol_id}/finish"): "own",
+    ("POST", "/api/v1/patrols/{patrol_id}/photos"): "own",
+    ("POST", "/api/v1/issues"): "own",
+    ("POST", "/api/v1/issues/{issue_id}/photos"): "own",
+    ("POST", "/api/v1/issues/{issue_id}/assign"): "own",
+    ("POST", "/api/v1/issues/{issue_id}/rectify"): "own",
+    ("POST", "/api/v1/issues/{issue_id}/review"): "own",
 }
 
 
@@ -483,6 +507,52 @@ def test_every_route_has_an_expected_role_set(client):
     assert set(declared) == set(EXPECTED_ROLES), "a route was added or removed: put its roles in EXPECTED_ROLES"
     for key, roles in declared.items():
         assert roles == EXPECTED_ROLES[key], key
+
+
+def test_every_write_route_has_a_scope_decision(client):
+    writes = {(m, info.path) for info in route_table(client.app.routes) if info.path not in PUBLIC
+              for m in info.methods - {"GET", "HEAD", "OPTIONS"}}
+    assert writes == set(WRITE_SCOPES), ("a write route was added or removed: decide whose objects a town "
+                                         f"supervisor or chief may change and put it in WRITE_SCOPES: "
+                                         f"{sorted(writes ^ set(WRITE_SCOPES))}")
+    town_roles = {Role.supervisor, Role.chief}
+    for key, scope in WRITE_SCOPES.items():
+        if scope == "district":  # no role that can carry a town may call it
+            assert not EXPECTED_ROLES[key] & town_roles, key
+
+
+def test_supervisor_cannot_change_rules_or_another_towns_roster(client, reg, auth_settings):
+    from core.rules import default_rules
+
+    reg.upsert_rules(default_rules())
+    rule = reg.list_rules()[0]
+    sup = bearer(token_for(auth_settings, reg, "sup.a", Role.supervisor, town="通济街道"))
+    district_sup = bearer(token_for(auth_settings, reg, "sup.all", Role.supervisor))
+    admin = bearer(token_for(auth_settings, reg, "admin", Role.admin))
+    for headers in (sup, district_sup):
+        resp = client.patch(f"/api/v1/rules/{rule.id}", json={"enabled": False}, headers=headers)
+        assert resp.status_code == 403, resp.text
+    assert reg.get_rule(rule.id).enabled == rule.enabled
+    assert client.patch(f"/api/v1/rules/{rule.id}", json={"enabled": not rule.enabled},
+                        headers=admin).status_code == 200
+
+    def shift(town):
+        return {"person": "值班员", "town": town, "starts_at": "2026-07-01T08:00:00+08:00",
+                "ends_at": "2026-07-02T08:00:00+08:00"}
+
+    other = client.post("/api/v1/duty-roster", json=shift("蓝村街道"), headers=admin).json()["id"]
+    whole = client.post("/api/v1/duty-roster", json=shift(None), headers=admin).json()["id"]
+    before = [s.id for s in reg.list_shifts()]
+    for body in (shift("蓝村街道"), shift(None), {**shift("通济街道"), "fallback": True}):
+        resp = client.post("/api/v1/duty-roster", json=body, headers=sup)
+        assert resp.status_code == 403 and "通济街道" in resp.json()["detail"], resp.text
+    for sid in (other, whole):
+        assert client.delete(f"/api/v1/duty-roster/{sid}", headers=sup).status_code == 403
+    assert [s.id for s in reg.list_shifts()] == before  # nothing changed
+    own = client.post("/api/v1/duty-roster", json=shift("通济街道"), headers=sup)
+    assert own.status_code == 201, own.text
+    assert client.delete(f"/api/v1/duty-roster/{own.json()['id']}", headers=sup).status_code == 204
+    assert client.delete(f"/api/v1/duty-roster/{other}", headers=district_sup).status_code == 204
 
 
 def test_roles_are_enforced_on_every_route(client, tokens):

@@ -334,6 +334,15 @@ class Registry:
                 out.append(DutyShift.model_validate(m))
             return out
 
+    def get_shift(self, shift_id: int) -> DutyShift | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.duty_roster).where(t.duty_roster.c.id == shift_id)).first()
+        if row is None:
+            return None
+        m = dict(row._mapping)
+        m["starts_at"], m["ends_at"] = _aware(m["starts_at"]), _aware(m["ends_at"])
+        return DutyShift.model_validate(m)
+
     def delete_shift(self, shift_id: int) -> bool:
         from sqlalchemy import delete
 
