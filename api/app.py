@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.auth import Auth, install_role_docs
+from api.limits import BodyLimitMiddleware
 from api.routes import api_router, dashboard, health, public_router
 from api.schemas import ErrorOut, ValidationErrorOut
 from api.stream import AlertStream
@@ -122,6 +123,7 @@ def create_app(settings: Settings, registry: Registry | None = None,
         _close(owned)
         raise
     errors.install(app)
+    app.add_middleware(BodyLimitMiddleware)  # outermost but for the catch-all 500: before any body is read
     app.include_router(health.router)
     app.include_router(dashboard.router)  # the dashboard's pages and files (public: they hold no data)
     common = {

@@ -109,16 +109,21 @@ _NO_TOKEN = ("not authenticated: send `Authorization: Bearer <token>` "
              "(get a token from POST /api/v1/auth/login)")
 
 
-def _authenticate(request: Request, token: str | None) -> Principal:
+def check_token(auth: Auth, token: str | None) -> TokenClaims:
+    """The claims of a genuine, unexpired token; the API's 401 otherwise (the account is not looked at)."""
     if not token:
         raise unauthorized(_NO_TOKEN)
-    auth = get_auth(request)
     try:
-        claims = auth.signer.verify(token)
+        return auth.signer.verify(token)
     except InvalidToken as exc:
         if exc.reason == "token expired":
             raise unauthorized("token expired: log in again", "token expired") from None
         raise unauthorized("invalid token", exc.reason) from None
+
+
+def _authenticate(request: Request, token: str | None) -> Principal:
+    auth = get_auth(request)
+    claims = check_token(auth, token)
     user = auth.user(claims.sub)
     if user is None or not user.active or user.id is None:
         raise unauthorized("token no longer valid: the account is disabled or gone", "account disabled")

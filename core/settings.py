@@ -46,6 +46,9 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    # The largest JSON body the API reads (413 beyond; checked before parsing). A batch of 5,000 GPS points needs
+    # about 1 MB; logins are capped at 8 KiB and photo uploads at photo_max_bytes (api/limits.py).
+    api_max_json_bytes: int = Field(default=2 * 1024 * 1024, ge=16 * 1024, le=64 * 1024 * 1024)
     display_timezone: str = "Asia/Shanghai"
 
     ingest_batch_size: int = Field(default=5000, ge=1)
