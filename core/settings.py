@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     ingest_flush_interval_s: float = Field(default=0.2, gt=0, le=2.0)
     ingest_max_payload_bytes: int = Field(default=256 * 1024, ge=256)
     ingest_max_future_s: float = Field(default=300.0, ge=0)
+    # Dead letters keep this much of a rejected payload (plus its size and SHA-256), and are pruned beyond
+    # dead_letter_max_count rows or dead_letter_max_age_days days (core/dead_letters.py).
+    dead_letter_keep_bytes: int = Field(default=4096, ge=64, le=1024 * 1024)
+    dead_letter_max_count: int = Field(default=100_000, ge=100)
+    dead_letter_max_age_days: float = Field(default=30.0, gt=0)
     # Scale-out: workers with the same group share water/# through $share/{group}/…; each needs its own id.
     ingest_shared_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
     ingest_worker_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
