@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     # about 1 MB; logins are capped at 8 KiB and photo uploads at photo_max_bytes (api/limits.py).
     api_max_json_bytes: int = Field(default=2 * 1024 * 1024, ge=16 * 1024, le=64 * 1024 * 1024)
     display_timezone: str = "Asia/Shanghai"
+    # Live alert streams (SSE, GET /api/v1/alerts/stream): per user (a few browser tabs), per client address (an
+    # office behind one NAT), in all; the last stream_reserved_staff slots only for admins, supervisors and duty.
+    stream_max_per_user: int = Field(default=5, ge=1, le=1000)
+    stream_max_per_address: int = Field(default=50, ge=1, le=100_000)
+    stream_max_clients: int = Field(default=1000, ge=1, le=100_000)
+    stream_reserved_staff: int = Field(default=100, ge=0, le=100_000)
 
     ingest_batch_size: int = Field(default=5000, ge=1)
     # amqtt drops an unacknowledged QoS 1 delivery after 5 s, so the flush timer must stay well below that.
