@@ -6,6 +6,9 @@ a body before it runs the route's dependencies, the bearer-token check among the
 * A body larger than the route's limit is refused with 413: by its ``Content-Length`` before a byte is read, and
   by counting when it comes chunked or lies about its length. Limits: ``LOGIN_MAX_BYTES`` for logging in,
   ``photo_max_bytes`` (plus the form's own overhead) for photo uploads, ``api_max_json_bytes`` for the rest.
+* A JSON body with a non-finite number (``NaN``, ``Infinity``, ``-Infinity``, or one too large for a float such
+  as ``1e999``) is refused with 422: Python's JSON parser accepts them, a rule with ``"value": NaN`` would never
+  fire, and no measured quantity is infinite.
 * A write to a route that needs a token (everything but ``api.routes.public_router``) is refused with 401 before
   its body is read unless it carries a genuine, unexpired token; the route then checks the account and role as
   usual (``api.auth``).
@@ -79,6 +82,17 @@ class BodyLimitMiddleware:
                 await _reply(send, 413, _too_large(limit).detail, {"Connection": "close"})
                 return
         seen = 0
+        if _is_json(headers.get(b"content-type", b"")) and method in _WRITE_METHODS:
+            body, more = await _read_all(receive, limit)
+            if body is None:
+                await _reply(send, 413, _too_large(limit).detail, {"Connection": "close"})
+                return
+            problem = non_finite(body)
+            if problem is not None:
+                await _reply_422(send, problem)
+                return
+            await self.app(scope, _replay(body, more, receive), send)
+            return
 
         async def counted() -> Message:
             nonlocal seen
@@ -91,6 +105,78 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, counted, send)
+
+
+def _is_json(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    # No content type at all: FastAPI reads such a body as JSON too.
+    return not media or media == b"application/json" or media.endswith(b"+json")
+
+
+async def _read_all(receive: Receive, limit: int) -> tuple[bytes | None, list[Message]]:
+    """The whole body (None when it exceeds ``limit``) and any non-body messages received meanwhile."""
+    parts: list[bytes] = []
+    size = 0
+    others: list[Message] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            others.append(message)  # a disconnect: passed on to the app as it comes
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None, others
+        parts.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(parts), others
+
+
+def _replay(body: bytes, others: list[Message], receive: Receive) -> Receive:
+    pending: list[Message] = [{"type": "http.request", "body": body, "more_body": False}, *others]
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed
+
+
+class _NonFinite(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NonFinite(f"{name} is not a number: send a finite number (JSON has no NaN or Infinity)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _NonFinite(f"{text[:40]} is too large for a number: send a finite number")
+    return value
+
+
+def non_finite(body: bytes) -> str | None:
+    """Why the JSON ``body`` holds a number that is not finite; None when it holds none (or is no valid JSON:
+    the route's own parser reports that)."""
+    try:
+        json.loads(body, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except _NonFinite as exc:
+        return str(exc)
+    except (ValueError, RecursionError):
+        return None
+    return None
+
+
+async def _reply_422(send: Send, msg: str) -> None:
+    body = json.dumps({"detail": f"request body: {msg}",
+                       "errors": [{"loc": ["body"], "msg": msg, "type": "finite_number"}]}).encode()
+    await send({"type": "http.response.start", "status": 422,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _reply(send: Send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
