@@ -8,6 +8,8 @@ from typing import Collection, Iterator
 
 from pydantic import ValidationError
 
+from core.csvcell import unquote_cell
+
 
 def csv_records(path: str | Path, fields: Collection[str], required: Collection[str], *,
                 lower: bool = False) -> Iterator[tuple[int, list[str], list[str]]]:
@@ -29,7 +31,7 @@ def csv_records(path: str | Path, fields: Collection[str], required: Collection[
                 continue
             if len(cells) > len(header):
                 raise ValueError(f"{path}: row {n}: {len(cells)} cells for {len(header)} header columns")
-            yield n, header, cells
+            yield n, header, [unquote_cell(c) for c in cells]  # as written by core.csvcell.safe_row
 
 
 def validation_detail(exc: ValidationError, top: str = "") -> str:

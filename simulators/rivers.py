@@ -29,6 +29,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 from pydantic import ValidationError
 
+from core.csvcell import safe_row
 from core.domain import Kind
 from core.patrols.geometry import Projection, haversine_m, river_feature
 from core.patrols.models import Chief, Level, River, Segment
@@ -377,7 +378,7 @@ def write_chiefs_csv(chiefs: Iterable[Chief], path: str | Path) -> None:
         w = csv.writer(fh)
         w.writerow(CHIEF_FIELDS)
         for c in chiefs:
-            w.writerow([c.id, c.name, c.level.value, c.town or "", c.village or "", ";".join(c.segment_ids)])
+            w.writerow(safe_row([c.id, c.name, c.level.value, c.town or "", c.village or "", ";".join(c.segment_ids)]))
 
 
 def load_chiefs_csv(path: str | Path, segment_ids: Iterable[str] | None = None) -> list[Chief]:

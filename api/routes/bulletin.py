@@ -22,6 +22,7 @@ from fastapi.responses import Response
 from api.patrol_schemas import BULLETIN_FIELDS, BulletinOut, BulletinRow
 from api.routes.compliance import From, To, period
 from api.routes.patrol_scope import PatrolsDep
+from core.csvcell import safe_row
 from core.patrols.repo import PatrolRepo
 from core.timeutil import utcnow
 
@@ -70,8 +71,8 @@ def render(repo: PatrolRepo, start: datetime, end: datetime) -> Rendered:
     w = csv.writer(buf, lineterminator="\r\n")
     w.writerow(BULLETIN_FIELDS)
     for r in rows:
-        w.writerow([r.chief_id, r.name, r.level, r.town or "", r.required, r.valid, r.total,
-                    "" if r.rate is None else r.rate])
+        w.writerow(safe_row([r.chief_id, r.name, r.level, r.town or "", r.required, r.valid, r.total,
+                             "" if r.rate is None else r.rate]))
     # UTF-8 with a BOM: Excel opens it with the Chinese names intact (without one it guesses the ANSI code page).
     text = "\ufeff" + buf.getvalue()
     local = [t.astimezone(repo.tz).strftime("%Y%m%d") for t in (start, end)]
