@@ -60,6 +60,31 @@ a 409; photos: 413 when too large, 415 when not a JPEG, PNG or WebP.
 """
 
 
+DOCS_ASSETS = "/docs/static"
+
+
+def install_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the swagger-ui-bundle package's files: nothing is loaded from outside."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - Swagger UI",
+                                   oauth2_redirect_url="/docs/oauth2-redirect",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+
 def create_app(settings: Settings, registry: Registry | None = None,
                store: TimeSeriesStore | None = None, stream: bool = True) -> FastAPI:
     """Build the API. Opens the registry and the store from ``settings`` when they are not given and then closes
@@ -111,8 +136,10 @@ def create_app(settings: Settings, registry: Registry | None = None,
             except Exception:
                 log.exception("closing %s failed", type(resource).__name__)
 
+    # docs_url=None: FastAPI's /docs loads Swagger UI from a CDN; install_docs serves it from the package.
     app = FastAPI(title="Smart-water monitoring API", version="1", description=DESCRIPTION,
-                  docs_url="/docs", openapi_url="/openapi.json", redoc_url=None, lifespan=lifespan)
+                  docs_url=None, openapi_url="/openapi.json", redoc_url=None, lifespan=lifespan)
+    install_docs(app)
     app.state.settings = settings
     app.state.registry = registry
     app.state.store = store

@@ -31,6 +31,7 @@ from typing import Callable, Hashable, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.datafiles import private_dir
 from core.settings import Settings
 
 UTC = timezone.utc
@@ -188,7 +189,7 @@ def load_secret(settings: Settings) -> bytes:
         return _read_secret(path)
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -250,6 +251,7 @@ def _unb64(text: str) -> bytes:
 
 _HEADER = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
 MAX_TOKEN_LEN = 2048
+MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z
 CLOCK_SKEW_S = 60  # an iat this far in the future is still accepted (clocks of API hosts differ a little)
 
 
@@ -293,7 +295,11 @@ class TokenSigner:
             claims = TokenClaims(sub=data["sub"], role=data["role"], iat=data["iat"], exp=data["exp"], jti=data["jti"])
         except (ValueError, KeyError, TypeError) as exc:  # signed by us, so only a bug gets here
             raise InvalidToken("malformed token") from exc
-        if not (isinstance(claims.sub, str) and isinstance(claims.iat, int) and isinstance(claims.exp, int)):
+        if not (isinstance(claims.sub, str) and isinstance(claims.iat, int) and isinstance(claims.exp, int)
+                and not isinstance(claims.iat, bool) and not isinstance(claims.exp, bool)):
+            raise InvalidToken("malformed token")
+        # Times a datetime can hold: an absurd exp (a year beyond 9999) would otherwise fail later as a 500.
+        if not (0 <= claims.iat <= MAX_TIMESTAMP and 0 <= claims.exp <= MAX_TIMESTAMP):
             raise InvalidToken("malformed token")
         now = self._clock()
         if claims.exp <= now:

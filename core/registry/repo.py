@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from sqlalchemy import create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from core.domain import OPEN_ALERT_STATES, Alert, AlertState, DeadLetter, DutyShift, Station
+from core.datafiles import private_sqlite
 from core.dead_letters import DEFAULT_KEEP_BYTES, bounded
 from core.registry import tables as t
 from core.rules import Rule
@@ -47,8 +47,7 @@ def _normalise_db_url(url: str) -> str:
 
 
 def open_registry(url: str) -> "Registry":
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    private_sqlite(url)  # it holds password hashes: 0600 in a 0700 directory
     sqlite = url.startswith("sqlite")
     engine = create_engine(_normalise_db_url(url), pool_pre_ping=True,
                            connect_args={"timeout": 30} if sqlite else {})

@@ -54,17 +54,28 @@ class UserRepo:
         self.engine = engine
 
     def add(self, user: User) -> User:
-        """Insert a new user; DuplicateUser when the name is taken."""
+        """Insert a new user; DuplicateUser when the name is taken or the river chief has a login already."""
         values = user.model_dump(exclude={"id"})
         values["role"] = user.role.value
         try:
             with self.engine.begin() as conn:
-                if conn.execute(select(users.c.id).where(users.c.username == user.username)).first():
-                    raise DuplicateUser(f"a user named {user.username!r} exists")
+                self._check_free(conn, user)
                 uid = conn.execute(insert(users).values(values)).inserted_primary_key[0]
         except IntegrityError:  # taken by a concurrent insert between the check and ours
+            with self.engine.connect() as conn:
+                self._check_free(conn, user)
             raise DuplicateUser(f"a user named {user.username!r} exists") from None
         return user.model_copy(update={"id": uid})
+
+    @staticmethod
+    def _check_free(conn: Any, user: User) -> None:
+        if conn.execute(select(users.c.id).where(users.c.username == user.username)).first():
+            raise DuplicateUser(f"a user named {user.username!r} exists")
+        if user.chief_id is not None:
+            other = conn.execute(select(users.c.username).where(users.c.chief_id == user.chief_id)).scalar()
+            if other is not None:
+                raise DuplicateUser(f"river chief {user.chief_id!r} already has a login: user {other!r} (one login "
+                                    "per chief; disable that one or use it)")
 
     def get(self, username: str) -> User | None:
         with self.engine.connect() as conn:
