@@ -10,7 +10,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from api.app import create_app
-from api.server import UvicornServer, bind_socket
+from api.server import UvicornServer, bind_socket, server_options
 from core.logs import configure_logging, kv
 from core.registry import open_registry
 from core.settings import Settings, describe_settings_error
@@ -46,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         app = create_app(settings, registry=registry)
         log.info("api listening", extra=kv(url=f"http://{host}:{port}", docs=f"http://{host}:{port}/docs"))
         # uvicorn handles Ctrl-C / SIGTERM in the main thread, runs the app's shutdown, then re-raises the signal.
-        server = UvicornServer(uvicorn.Config(app, log_level="warning", access_log=False, log_config=None,
-                                               timeout_graceful_shutdown=5))
+        server = UvicornServer(uvicorn.Config(app, **server_options(settings)))
         try:
             server.run(sockets=[sock])
         except KeyboardInterrupt:

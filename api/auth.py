@@ -24,6 +24,7 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
+from api.clientaddr import client_address, parse_proxies
 from core.auth import InvalidToken, LoginLimiter, Role, TokenClaims, TokenSigner, User, load_secret
 from core.registry import Registry, UserRepo
 from core.settings import Settings
@@ -65,6 +66,7 @@ class Auth:
         self.ttl_s = settings.token_ttl_s
         self.cache_s = settings.auth_user_cache_s
         self.limiter = LoginLimiter(settings.login_max_failures, settings.login_failure_window_s)
+        self.proxies = parse_proxies(settings.api_trusted_proxies)
         self._cache: dict[str, tuple[float, User | None]] = {}
         self._lock = threading.Lock()
 
@@ -98,6 +100,11 @@ class Auth:
 
 def get_auth(request: Request) -> Auth:
     return request.app.state.auth
+
+
+def client_of(request: Request) -> tuple[str, str]:
+    """(client address, TCP peer) of a request, X-Forwarded-For taken from trusted proxies only."""
+    return client_address(request, get_auth(request).proxies)
 
 
 def unauthorized(detail: str, error: str | None = None) -> HTTPException:

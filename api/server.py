@@ -42,6 +42,14 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def server_options(settings: Settings) -> dict[str, object]:
+    """uvicorn's settings for the API. proxy_headers=False: uvicorn would trust X-Forwarded-For from loopback;
+    the API reads it itself, from SMARTWATER_API_TRUSTED_PROXIES only (api/clientaddr.py)."""
+    # log_config=None: keep the process's logging (core.logs), only set uvicorn's level.
+    return {"log_level": "warning", "access_log": False, "log_config": None, "timeout_graceful_shutdown": 5,
+            "proxy_headers": False, "forwarded_allow_ips": ""}
+
+
 class UvicornServer(uvicorn.Server):
     """uvicorn's server, ending the open alert streams as soon as a shutdown begins.
 
@@ -88,9 +96,7 @@ class ApiServer:
         sock = bind_socket(self.host, self.port)
         self._sock = sock
         self.port = sock.getsockname()[1]
-        # log_config=None: keep the process's logging (core.logs), only set uvicorn's level.
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, log_config=None, lifespan="on",
-                                timeout_graceful_shutdown=5)
+        config = uvicorn.Config(self.app, **server_options(self.settings), lifespan="on")
         self._server = UvicornServer(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, name="api-server",
                                         daemon=True)

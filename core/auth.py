@@ -313,22 +313,36 @@ class TokenSigner:
 class LoginLimiter:
     """Failed logins per key in a sliding window, checked and counted atomically.
 
-    Keys are (user name, client address) — ``max_failures`` per window — and the client address alone, which gets
-    ``ip_factor`` times as many (one address guessing many names). ``attempt`` refuses (returns a wait > 0) or
-    counts the attempt as a failure in advance, so parallel guesses cannot slip past the limit between check and
-    count; ``success`` (or ``undo``, when the check could not be made) takes it back. Memory is bounded by
-    ``max_keys``.
+    Keys: (user name, client address) — ``max_failures`` per window; the client address alone (one address guessing
+    many names) and the user name alone (many addresses guessing one account) — ``ip_factor`` times as many each.
+    The last two do not apply to a user logging in from an address they logged in from successfully before
+    (within ``known_s``): a stranger failing with random names, or guessing the admin's password from elsewhere,
+    cannot lock the real user out of where they work. ``attempt`` refuses (returns a wait > 0) or counts the
+    attempt as a failure in advance, so parallel guesses cannot slip past the limit between check and count;
+    ``success`` (or ``undo``, when the check could not be made) takes it back and clears the account's back-off.
+    Memory is bounded by ``max_keys``.
     """
 
     def __init__(self, max_failures: int, window_s: float, ip_factor: int = 10, max_keys: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, known_s: float = 30 * 86400) -> None:
         self.max_failures, self.window_s, self.ip_factor, self.max_keys = max_failures, window_s, ip_factor, max_keys
+        self.known_s = known_s
         self._clock = clock
         self._failures: dict[Hashable, deque[float]] = {}
+        self._known: dict[tuple[str, str], float] = {}  # (user, address) → last successful login
         self._lock = threading.Lock()
 
+    def known(self, username: str, client: str) -> bool:
+        with self._lock:
+            at = self._known.get((username, client))
+        return at is not None and self._clock() - at < self.known_s
+
     def keys(self, username: str, client: str) -> list[tuple[Hashable, int]]:
-        return [(("user", username, client), self.max_failures), (("ip", client), self.max_failures * self.ip_factor)]
+        out: list[tuple[Hashable, int]] = [(("user", username, client), self.max_failures)]
+        if not self.known(username, client):
+            wide = self.max_failures * self.ip_factor
+            out += [(("ip", client), wide), (("account", username), wide)]
+        return out
 
     def attempt(self, keys: Iterable[tuple[Hashable, int]]) -> tuple[float, float]:
         """(seconds to wait, 0.0) when refused; else (0.0, stamp) with the attempt counted as a failure."""
@@ -352,11 +366,19 @@ class LoginLimiter:
             return 0.0, now
 
     def success(self, keys: Iterable[tuple[Hashable, int]], stamp: float) -> None:
-        """The password was right: forget the (user, address) failures; the attempt no longer counts elsewhere."""
+        """The password was right: forget the (user, address) failures and the account's back-off, take the
+        attempt back from the address, and remember the address as one the user logs in from."""
         with self._lock:
             for key, _ in keys:
-                if key[0] == "user":  # type: ignore[index]
+                kind = key[0]  # type: ignore[index]
+                if kind == "user":
                     self._failures.pop(key, None)
+                    _, username, client = key  # type: ignore[misc]
+                    self._known.pop((username, client), None)
+                    if len(self._known) >= self.max_keys:  # the oldest remembered address goes first
+                        self._known.pop(next(iter(self._known)))
+                    self._known[(username, client)] = self._clock()
+                    self._failures.pop(("account", username), None)
                 else:
                     self._take_back(key, stamp)
 

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    # Reverse proxies whose X-Forwarded-For names the client (comma-separated addresses or networks, e.g.
+    # 172.18.0.0/16); empty: the TCP peer is the client, and the header is ignored from everyone.
+    api_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # The largest JSON body the API reads (413 beyond; checked before parsing). A batch of 5,000 GPS points needs
     # about 1 MB; logins are capped at 8 KiB and photo uploads at photo_max_bytes (api/limits.py).
     api_max_json_bytes: int = Field(default=2 * 1024 * 1024, ge=16 * 1024, le=64 * 1024 * 1024)
@@ -161,6 +164,21 @@ class Settings(BaseSettings):
                 raise ValueError(problem)
         return v
     # --- end of the access-control block ---
+
+    @field_validator("api_trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = [p.strip() for p in v.replace(";", ",").split(",") if p.strip()]
+        if isinstance(v, list):
+            import ipaddress
+
+            for p in v:
+                try:
+                    ipaddress.ip_network(str(p).strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"SMARTWATER_API_TRUSTED_PROXIES: not an IP address or network: {p!r}") from None
+        return v
 
     @field_validator("webhook_urls", mode="before")
     @classmethod

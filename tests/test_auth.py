@@ -729,3 +729,58 @@ def test_cli_users_and_tokens(tmp_path):
     assert sw(["user", "disable", "nobody"], tmp_path).returncode == 2
     assert sw(["token", "admin", "--ttl", "5"], tmp_path).returncode == 2  # at least 60 s
     assert all("Traceback" not in sw(a, tmp_path).stderr for a in (["token", "nobody"], ["user", "list"]))
+
+
+# -- the login limiter against spoofed addresses and lock-outs ----------------------------------------------
+def test_limiter_strangers_cannot_lock_a_user_out_of_a_known_address():
+    clock = Clock(0.0)
+    lim = LoginLimiter(max_failures=5, window_s=300, ip_factor=10, clock=clock)
+    _, stamp = lim.attempt(lim.keys("admin", "10.0.0.9"))
+    lim.success(lim.keys("admin", "10.0.0.9"), stamp)  # the admin works from 10.0.0.9
+    for i in range(60):  # a stranger at the same address (one NAT) tries random names
+        lim.attempt(lim.keys(f"random{i}", "10.0.0.9"))
+    assert lim.attempt(lim.keys("someone.new", "10.0.0.9"))[0] > 0  # the address is throttled for strangers
+    assert lim.attempt(lim.keys("admin", "10.0.0.9"))[0] == 0  # but not for the admin there
+    # Many addresses guessing one account back it off everywhere, except where its user is known.
+    for i in range(60):
+        lim.attempt(lim.keys("admin", f"192.0.2.{i}"))
+    assert lim.attempt(lim.keys("admin", "198.51.100.1"))[0] > 0
+    wait, stamp = lim.attempt(lim.keys("admin", "10.0.0.9"))
+    assert wait == 0
+    lim.success(lim.keys("admin", "10.0.0.9"), stamp)  # the right password from a known address clears it
+    assert lim.attempt(lim.keys("admin", "198.51.100.1"))[0] == 0
+
+
+def _served(auth_settings, reg, **update):
+    from api import ApiServer
+
+    settings = auth_settings.model_copy(update=update)
+    return ApiServer(settings, registry=reg, store=open_store(settings.tsdb_url), host="127.0.0.1", port=0,
+                     stream=False)
+
+
+def test_spoofed_forwarded_for_does_not_escape_the_limiter(auth_settings, reg, caplog):
+    import httpx
+
+    ensure_user(reg, "wang", Role.duty)
+    with _served(auth_settings, reg) as server, httpx.Client(base_url=server.url, timeout=10) as http:
+        codes = [http.post(LOGIN, json={"username": "wang", "password": "guess guess guess"},
+                           headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code for i in range(7)]
+    assert codes[:5] == [401] * 5 and codes[5:] == [429, 429], codes
+
+
+def test_forwarded_for_is_taken_from_a_configured_proxy_and_the_peer_logged(auth_settings, reg, caplog):
+    import logging
+
+    import httpx
+
+    ensure_user(reg, "wang", Role.duty)
+    with _served(auth_settings, reg, api_trusted_proxies=["127.0.0.1"]) as server, \
+            httpx.Client(base_url=server.url, timeout=10) as http, caplog.at_level(logging.INFO, "api.auth"):
+        codes = [http.post(LOGIN, json={"username": "wang", "password": "guess guess guess"},
+                           headers={"X-Forwarded-For": f"spoofed, 203.0.113.{i}"}).status_code for i in range(7)]
+        assert codes == [401] * 7  # seven clients behind the proxy, one failure each
+        assert http.post(LOGIN, json={"username": "wang", "password": PASSWORD},
+                         headers={"X-Forwarded-For": "203.0.113.50"}).status_code == 200
+    failed = [r for r in caplog.records if r.getMessage() == "login failed"]
+    assert failed and failed[0].fields["client"] == "203.0.113.0" and failed[0].fields["peer"] == "127.0.0.1"

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Request
 
-from api.auth import ANY_ROLE, Auth, Principal, get_auth
+from api.auth import ANY_ROLE, Auth, Principal, client_of, get_auth
 from api.schemas import ErrorOut, LoginIn, MeOut, TokenOut
 from core.auth import (burn_password_check, hash_password, needs_rehash, normalise_username, valid_username,
                        verify_password)
@@ -22,10 +22,6 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 _BAD_LOGIN = "invalid username or password"
 
 
-def _client(request: Request) -> str:
-    # The peer address. Behind a reverse proxy every client shares the proxy's address: run uvicorn with
-    # --proxy-headers / --forwarded-allow-ips so that this is the real client.
-    return request.client.host if request.client else "unknown"
 
 
 @public.post("/login", response_model=TokenOut, summary="Log in: a bearer token for the API",
@@ -38,12 +34,13 @@ def _client(request: Request) -> str:
                         429: {"model": ErrorOut, "description": "too many failed logins; see Retry-After"}})
 def login(request: Request, body: Annotated[LoginIn, Body()], auth: Annotated[Auth, Depends(get_auth)]) -> TokenOut:
     username = normalise_username(body.username)
-    client = _client(request)
+    # Behind a reverse proxy every client shares the proxy's address unless it is in SMARTWATER_API_TRUSTED_PROXIES.
+    client, peer = client_of(request)
     shown = username if valid_username(username) else repr(username)  # no raw input in the logs
     keys = auth.limiter.keys(username, client)
     wait, stamp = auth.limiter.attempt(keys)  # counted as a failure until it proves otherwise
     if wait > 0:
-        log.warning("login refused: too many failures", extra=kv(user=shown, client=client))
+        log.warning("login refused: too many failures", extra=kv(user=shown, client=client, peer=peer))
         retry = max(1, math.ceil(wait))
         raise HTTPException(status_code=429, detail=f"too many failed logins: try again in {retry} s",
                             headers={"Retry-After": str(retry)})
@@ -58,13 +55,13 @@ def login(request: Request, body: Annotated[LoginIn, Body()], auth: Annotated[Au
         auth.limiter.undo(keys, stamp)
         raise
     if not ok or user is None:
-        log.warning("login failed", extra=kv(user=shown, client=client))
+        log.warning("login failed", extra=kv(user=shown, client=client, peer=peer))
         raise HTTPException(status_code=401, detail=_BAD_LOGIN, headers={"WWW-Authenticate": "Bearer"})
     auth.limiter.success(keys, stamp)
     if needs_rehash(user.password_hash):  # hashed with older parameters: upgrade while we know the password
         user = auth.users.set_password_hash(user.username, hash_password(body.password))
     token, claims = auth.issue(user)
-    log.info("login", extra=kv(user=user.username, role=user.role.value, client=client))
+    log.info("login", extra=kv(user=user.username, role=user.role.value, client=client, peer=peer))
     return TokenOut(access_token=token, token_type="bearer", expires_at=claims.expires_at, role=user.role)
 
 

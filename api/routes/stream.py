@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from api.auth import ANY_ROLE_STREAM, Principal, get_auth
+from api.auth import ANY_ROLE_STREAM, Principal, client_of, get_auth
 from api.schemas import ErrorOut
 from api.stream import AlertStream, StreamClient
 from core.auth import Role
@@ -151,7 +151,7 @@ async def alert_stream(
     if stream is None:
         raise HTTPException(status_code=503, detail="the alert stream is not enabled on this server")
     # Each client holds a queue and a connection: bound both, per user, per address and in all.
-    address = request.client.host if request.client else None
+    address = client_of(request)[0]
     staff = user.role in STAFF_ROLES
     refused = stream.refusal(str(user.user_id), address, staff)
     if refused is not None:
