@@ -95,7 +95,7 @@ class Auth:
                 self._cache.pop(username, None)
 
     def issue(self, user: User) -> tuple[str, TokenClaims]:
-        return self.signer.issue(user.username, user.role, self.ttl_s)
+        return self.signer.issue(user.username, user.role, self.ttl_s, gen=user.token_generation)
 
 
 def get_auth(request: Request) -> Auth:
@@ -134,6 +134,8 @@ def _authenticate(request: Request, token: str | None) -> Principal:
     user = auth.user(claims.sub)
     if user is None or not user.active or user.id is None:
         raise unauthorized("token no longer valid: the account is disabled or gone", "account disabled")
+    if claims.gen != user.token_generation:  # the password was changed or the tokens revoked since
+        raise unauthorized("token revoked: log in again", "token revoked")
     principal = Principal(user_id=user.id, username=user.username, display_name=user.display_name, role=user.role,
                           town=user.town, chief_id=user.chief_id, token=claims)
     request.state.principal = principal  # for logs and for routes that do not take it as a parameter

@@ -269,6 +269,28 @@ class MeOut(_Out):
     token_expires_at: UtcDateTime
 
 
+class PasswordChangeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=MAX_PASSWORD_LEN)
+    new_password: str = Field(min_length=1, max_length=MAX_PASSWORD_LEN)
+
+
+class PasswordResetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    new_password: str = Field(min_length=1, max_length=MAX_PASSWORD_LEN)
+
+
+class UserOut(_Out):
+    username: str
+    display_name: str
+    role: Role
+    town: str | None
+    chief_id: str | None
+    active: bool
+
+
 # -- errors ------------------------------------------------------------------
 class ErrorOut(BaseModel):
     detail: str

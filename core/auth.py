@@ -75,6 +75,7 @@ class User(BaseModel):
     password_hash: str = Field(repr=False, min_length=1, max_length=255)
     active: bool = True
     created_at: datetime
+    token_generation: int = Field(default=0, ge=0, description="tokens of an older generation are refused")
 
     @model_validator(mode="after")
     def _town_only_where_it_means_something(self) -> "User":
@@ -233,6 +234,7 @@ class TokenClaims:
     iat: int
     exp: int
     jti: str
+    gen: int = 0  # the user's token generation when issued (tokens from before generations existed: 0)
 
     @property
     def expires_at(self) -> datetime:
@@ -268,12 +270,14 @@ class TokenSigner:
     def _sign(self, signing_input: str) -> str:
         return _b64(hmac.new(self._key, signing_input.encode("ascii"), hashlib.sha256).digest())
 
-    def issue(self, username: str, role: Role | str, ttl_s: float) -> tuple[str, TokenClaims]:
+    def issue(self, username: str, role: Role | str, ttl_s: float, gen: int = 0) -> tuple[str, TokenClaims]:
         now = int(self._clock())
         claims = TokenClaims(sub=username, role=Role(role).value, iat=now, exp=now + max(1, int(ttl_s)),
-                             jti=secrets.token_hex(16))
-        payload = _b64(json.dumps({"sub": claims.sub, "role": claims.role, "iat": claims.iat, "exp": claims.exp,
-                                   "jti": claims.jti}, separators=(",", ":")).encode())
+                             jti=secrets.token_hex(16), gen=gen)
+        fields = {"sub": claims.sub, "role": claims.role, "iat": claims.iat, "exp": claims.exp, "jti": claims.jti}
+        if gen:
+            fields["gen"] = gen
+        payload = _b64(json.dumps(fields, separators=(",", ":")).encode())
         signing_input = f"{_HEADER}.{payload}"
         return f"{signing_input}.{self._sign(signing_input)}", claims
 
@@ -292,11 +296,13 @@ class TokenSigner:
             raise InvalidToken("bad signature")
         try:
             data = json.loads(_unb64(payload))
-            claims = TokenClaims(sub=data["sub"], role=data["role"], iat=data["iat"], exp=data["exp"], jti=data["jti"])
+            claims = TokenClaims(sub=data["sub"], role=data["role"], iat=data["iat"], exp=data["exp"], jti=data["jti"],
+                                 gen=data.get("gen", 0))
         except (ValueError, KeyError, TypeError) as exc:  # signed by us, so only a bug gets here
             raise InvalidToken("malformed token") from exc
         if not (isinstance(claims.sub, str) and isinstance(claims.iat, int) and isinstance(claims.exp, int)
-                and not isinstance(claims.iat, bool) and not isinstance(claims.exp, bool)):
+                and not isinstance(claims.iat, bool) and not isinstance(claims.exp, bool)
+                and isinstance(claims.gen, int) and not isinstance(claims.gen, bool)):
             raise InvalidToken("malformed token")
         # Times a datetime can hold: an absurd exp (a year beyond 9999) would otherwise fail later as a 500.
         if not (0 <= claims.iat <= MAX_TIMESTAMP and 0 <= claims.exp <= MAX_TIMESTAMP):

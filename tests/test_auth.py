@@ -43,6 +43,11 @@ PATROL_WRITERS = {Role.admin, Role.supervisor, Role.chief}
 # Who may call what (issue 5). A new route fails test_every_route_has_an_expected_role_set until it is added here.
 EXPECTED_ROLES = {
     ("GET", ME): set(Role),
+    ("POST", "/api/v1/auth/password"): set(Role),
+    ("PUT", "/api/v1/users/{username}/password"): {Role.admin},
+    ("POST", "/api/v1/users/{username}/disable"): {Role.admin},
+    ("POST", "/api/v1/users/{username}/enable"): {Role.admin},
+    ("POST", "/api/v1/users/{username}/revoke-tokens"): {Role.admin},
     ("GET", "/api/v1/stations"): set(Role),
     ("GET", "/api/v1/stations/{station_id}"): set(Role),
     ("GET", "/api/v1/stations/{station_id}/readings"): set(Role),
@@ -102,6 +107,11 @@ EXPECTED_ROLES = {
 # "any": no object belongs to a town (acknowledging a visible alert). A new write route fails
 # test_every_write_route_has_a_scope_decision until its decision is made here and tested.
 WRITE_SCOPES = {
+    ("POST", "/api/v1/auth/password"): "own",  # the caller's own password only
+    ("PUT", "/api/v1/users/{username}/password"): "district",
+    ("POST", "/api/v1/users/{username}/disable"): "district",
+    ("POST", "/api/v1/users/{username}/enable"): "district",
+    ("POST", "/api/v1/users/{username}/revoke-tokens"): "district",
     ("POST", "/api/v1/alerts/{alert_id}/ack"): "any",
     ("POST", "/api/v1/rules"): "district",
     ("PUT", "/api/v1/rules/{rule_id}"): "district",
@@ -570,7 +580,8 @@ def test_roles_are_enforced_on_every_route(client, tokens):
 
 def test_viewer_gets_403_on_every_write(client, tokens):
     writes = [(m, info.path) for info in route_table(client.app.routes) if info.path not in PUBLIC
-              for m in info.methods if m not in ("GET", "HEAD", "OPTIONS")]
+              for m in info.methods if m not in ("GET", "HEAD", "OPTIONS")
+              and Role.viewer not in EXPECTED_ROLES[(m, info.path)]]  # changing one's own password is for all
     assert len(writes) >= 7
     for method, path in writes:
         resp = _call(client, method, path, headers=bearer(tokens[Role.viewer]), json={})
@@ -784,3 +795,81 @@ def test_forwarded_for_is_taken_from_a_configured_proxy_and_the_peer_logged(auth
                          headers={"X-Forwarded-For": "203.0.113.50"}).status_code == 200
     failed = [r for r in caplog.records if r.getMessage() == "login failed"]
     assert failed and failed[0].fields["client"] == "203.0.113.0" and failed[0].fields["peer"] == "127.0.0.1"
+
+
+# -- account life cycle: password change and reset, enable, revoke ---------------------------------------------
+NEW_PASSWORD = "a brand new passphrase 42"
+
+
+def test_self_service_password_change_revokes_old_tokens(client, reg):
+    ensure_user(reg, "wang", Role.duty)
+    phone = _login(client, "wang").json()["access_token"]
+    laptop = _login(client, "wang").json()["access_token"]
+    url = "/api/v1/auth/password"
+    wrong = client.post(url, json={"current_password": "not it at all", "new_password": NEW_PASSWORD},
+                        headers=bearer(laptop))
+    assert wrong.status_code == 403
+    weak = client.post(url, json={"current_password": PASSWORD, "new_password": "short"}, headers=bearer(laptop))
+    assert weak.status_code == 422 and "at least 10" in weak.json()["detail"]
+    assert client.get(ME, headers=bearer(phone)).status_code == 200  # nothing changed yet
+    ok = client.post(url, json={"current_password": PASSWORD, "new_password": NEW_PASSWORD}, headers=bearer(laptop))
+    assert ok.status_code == 200, ok.text
+    for old in (phone, laptop):
+        resp = client.get(ME, headers=bearer(old))
+        assert resp.status_code == 401 and resp.json() == {"detail": "token revoked: log in again"}
+    assert client.get(ME, headers=bearer(ok.json()["access_token"])).status_code == 200
+    assert _login(client, "wang").status_code == 401
+    assert _login(client, "wang", NEW_PASSWORD).status_code == 200
+
+
+def test_admin_resets_disables_enables_and_revokes(client, reg, tokens):
+    admin = bearer(tokens[Role.admin])
+    viewer_token = tokens[Role.viewer]
+    assert client.post("/api/v1/users/viewer/revoke-tokens", headers=bearer(tokens[Role.supervisor])).status_code \
+        == 403
+    assert client.post("/api/v1/users/viewer/revoke-tokens", headers=admin).status_code == 200
+    assert client.get(ME, headers=bearer(viewer_token)).status_code == 401
+    assert _login(client, "viewer").status_code == 200  # revoking tokens does not lock the account
+    reset = client.put("/api/v1/users/viewer/password", json={"new_password": NEW_PASSWORD}, headers=admin)
+    assert reset.status_code == 200 and reset.json()["username"] == "viewer"
+    assert _login(client, "viewer").status_code == 401 and _login(client, "viewer", NEW_PASSWORD).status_code == 200
+    assert client.post("/api/v1/users/viewer/disable", headers=admin).json()["active"] is False
+    assert _login(client, "viewer", NEW_PASSWORD).status_code == 401
+    assert client.post("/api/v1/users/viewer/enable", headers=admin).json()["active"] is True
+    assert _login(client, "viewer", NEW_PASSWORD).status_code == 200
+    assert client.post("/api/v1/users/nobody/enable", headers=admin).status_code == 404
+    assert client.put("/api/v1/users/viewer/password", json={"new_password": "viewer"}, headers=admin).status_code \
+        == 422
+
+
+def test_old_token_refused_after_a_cli_password_change_within_the_cache_time(tmp_path):
+    """The docs: another process refuses a revoked token at the latest SMARTWATER_AUTH_USER_CACHE_S later."""
+    from core.mqtt import wait_for
+
+    cache_s = 1.0
+    settings = Settings(_env_file=None, data_dir=tmp_path, auth_user_cache_s=cache_s)
+    assert sw(["user", "add", "li", "--role", "duty", "--password-stdin"], tmp_path, PASSWORD + "\n").returncode == 0
+    registry = open_registry(settings.db_url)
+    store = open_store(settings.tsdb_url)
+    try:
+        with TestClient(create_app(settings, registry=registry, store=store, stream=False)) as c:
+            token = c.post(LOGIN, json={"username": "li", "password": PASSWORD}).json()["access_token"]
+            assert c.get(ME, headers=bearer(token)).status_code == 200  # cached now
+            res = sw(["user", "password", "li", "--password-stdin"], tmp_path, NEW_PASSWORD + "\n")
+            assert res.returncode == 0 and "revoked" in res.stdout, res.stderr
+            changed = time.monotonic()
+            assert wait_for(lambda: c.get(ME, headers=bearer(token)).status_code == 401, cache_s + 2, 0.05)
+            assert time.monotonic() - changed <= cache_s + 1
+            assert c.post(LOGIN, json={"username": "li", "password": NEW_PASSWORD}).status_code == 200
+            fresh = c.post(LOGIN, json={"username": "li", "password": NEW_PASSWORD}).json()["access_token"]
+            assert sw(["user", "revoke", "li"], tmp_path).returncode == 0
+            assert wait_for(lambda: c.get(ME, headers=bearer(fresh)).status_code == 401, cache_s + 2, 0.05)
+            assert sw(["user", "disable", "li"], tmp_path).returncode == 0
+            res = sw(["user", "enable", "li"], tmp_path)
+            assert res.returncode == 0 and "enabled" in res.stdout
+            assert c.post(LOGIN, json={"username": "li", "password": NEW_PASSWORD}).status_code == 200
+    finally:
+        store.close()
+        registry.close()
+    assert sw(["user", "password", "nobody", "--password-stdin"], tmp_path, NEW_PASSWORD + "\n").returncode == 2
+    assert sw(["user", "enable", "nobody"], tmp_path).returncode == 2

@@ -29,6 +29,8 @@ users = Table(
     Column("password_hash", String(255), nullable=False),
     Column("active", Boolean, nullable=False, default=True),
     Column("created_at", UTCDateTime, nullable=False),
+    # Tokens carry the generation they were issued in; raising it (a password change, "revoke") refuses them all.
+    Column("token_generation", Integer, nullable=False, default=0, server_default="0"),
     UniqueConstraint("username", name="uq_users_username"),
     UniqueConstraint("chief_id", name="uq_users_chief_id"),  # one login per river chief
     sqlite_autoincrement=True,  # ids are never reused, even after a row is removed by hand
@@ -98,8 +100,17 @@ class UserRepo:
     def set_active(self, username: str, active: bool) -> User:
         return self._update(username, active=active)
 
-    def set_password_hash(self, username: str, password_hash: str) -> User:
+    def set_password_hash(self, username: str, password_hash: str, revoke_tokens: bool = False) -> User:
+        """A new password hash (a rehash keeps the tokens; a changed password revokes them with ``revoke_tokens``)."""
+        if revoke_tokens:
+            return self._update(username, password_hash=password_hash,
+                                token_generation=users.c.token_generation + 1)
         return self._update(username, password_hash=password_hash)
+
+    def revoke_tokens(self, username: str) -> User:
+        """Every token issued to the user so far is refused from now on (by a running API within
+        ``auth_user_cache_s``)."""
+        return self._update(username, token_generation=users.c.token_generation + 1)
 
     def _update(self, username: str, **values: Any) -> User:
         name = normalise_username(username)

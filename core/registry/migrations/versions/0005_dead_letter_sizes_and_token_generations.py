@@ -1,4 +1,4 @@
-"""dead letters keep their payload's size and hash: the payload itself is a bounded prefix
+"""dead letters keep their payload's size and hash (the payload is a bounded prefix); users.token_generation
 
 Revision ID: 0005
 Revises: 0004
@@ -24,9 +24,14 @@ def upgrade() -> None:
     with op.batch_alter_table('dead_letters', schema=None) as batch_op:
         batch_op.add_column(sa.Column('payload_size', sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column('payload_sha256', sa.String(length=64), nullable=True))
+    # Raised by a password change or "revoke": every token issued before is refused. Existing tokens carry none (0).
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('token_generation', sa.Integer(), server_default='0', nullable=False))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.drop_column('token_generation')
     with op.batch_alter_table('dead_letters', schema=None) as batch_op:
         batch_op.drop_column('payload_sha256')
         batch_op.drop_column('payload_size')
