@@ -46,6 +46,12 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    # Slow clients (api/protocol.py): a connection must send its request line and headers within
+    # api_header_timeout_s; an idle keep-alive connection is closed after api_keepalive_timeout_s; beyond
+    # api_max_connections open connections (alert streams included) new requests get 503.
+    api_header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    api_keepalive_timeout_s: int = Field(default=5, ge=1, le=300)
+    api_max_connections: int = Field(default=2000, ge=10, le=100_000)
     # Reverse proxies whose X-Forwarded-For names the client (comma-separated addresses or networks, e.g.
     # 172.18.0.0/16); empty: the TCP peer is the client, and the header is ignored from everyone.
     api_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)

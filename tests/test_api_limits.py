@@ -111,3 +111,33 @@ def test_chunked_bodies_are_counted(settings, backends):
         assert rule.status_code == 413 and "at most" in rule.json()["detail"]
         # Within the limits nothing changes: a normal login still gets its 401 for a wrong password.
         assert c.post(LOGIN, json={"username": "admin", "password": "wrong password!"}).status_code == 401
+
+
+def test_a_client_that_never_finishes_its_headers_is_disconnected(settings, backends):
+    from core.mqtt import wait_for
+    from api.server import server_options
+
+    registry, store = backends
+    fast = settings.model_copy(update={"api_header_timeout_s": 0.5})
+    assert server_options(fast)["limit_concurrency"] == fast.api_max_connections
+    with ApiServer(fast, registry=registry, store=store, host="127.0.0.1", port=0, stream=False) as srv:
+        slow = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(3)]
+        slow[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never the blank line
+        slow[1].sendall(b"GET /hea")
+        # slow[2] sends nothing at all
+
+        def closed(sock: socket.socket) -> bool:
+            sock.settimeout(0.2)
+            try:
+                return sock.recv(1024) == b""
+            except TimeoutError:
+                return False
+
+        try:
+            assert wait_for(lambda: all(closed(s) for s in slow), 10, 0.1)
+            # a normal request on a fresh connection is unaffected
+            status, _, _ = _raw(srv, "GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            assert status == 200
+        finally:
+            for s in slow:
+                s.close()
