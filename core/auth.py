@@ -32,6 +32,7 @@ from typing import Callable, Hashable, Iterable
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.datafiles import private_dir
+from core.secrets_check import key_problem
 from core.settings import Settings
 
 UTC = timezone.utc
@@ -210,8 +211,9 @@ def load_secret(settings: Settings) -> bytes:
 
 def _read_secret(path: Path) -> bytes:
     secret = path.read_text(encoding="ascii").strip()
-    if len(secret) < 32:
-        raise ValueError(f"{path} holds no usable secret (fewer than 32 characters); delete it to make a new one")
+    problem = key_problem(str(path), secret)
+    if problem is not None:  # someone wrote a placeholder or a weak key into it
+        raise ValueError(f"{problem}; or delete the file to have a new one made")
     if os.name == "posix" and path.stat().st_mode & 0o077:
         log.warning("the API token secret is readable by other users; chmod 600 it",
                     extra={"fields": {"path": str(path)}})

@@ -282,6 +282,12 @@ def test_placeholder_or_guessable_secret_refuses_to_start(secret, tmp_path):
     assert secret not in res.stderr  # the refused value is not echoed either
 
 
+def test_a_placeholder_in_the_secret_file_is_refused_too(tmp_path):
+    (tmp_path / "auth_secret").write_text("change-me-to-32-or-more-random-characters\n")
+    with pytest.raises(ValueError, match="placeholder"):
+        load_secret(Settings(_env_file=None, data_dir=tmp_path))
+
+
 def test_example_env_holds_no_usable_secret(tmp_path):
     example = _example_env()
     with pytest.raises(ValidationError, match="SMARTWATER_AUTH_SECRET"):

@@ -229,3 +229,16 @@ def test_dead_letter_api_shows_the_prefix_and_says_it_is_cut(registry, settings)
     (row,) = rows
     assert row["payload_truncated"] and row["payload_bytes"] == len(payload) and row["payload_encoding"] == "utf-8"
     assert len(row["payload"].encode()) <= 4096 and payload.decode().startswith(row["payload"])
+
+
+def test_ingest_applies_dead_letter_retention_with_a_metric(registry, ingestor, publisher):
+    from prometheus_client import REGISTRY
+
+    from core.dead_letters import dead_letter
+
+    registry.add_dead_letters([dead_letter("water/rain/X", b"old", "invalid_json", "x",
+                                           utcnow() - timedelta(days=40)) for _ in range(3)])
+    before = REGISTRY.get_sample_value("smartwater_ingest_dead_letters_pruned_total") or 0.0
+    assert publisher.wait_all_published([publisher.publish("water/rain/RG9001", b"{nope")])
+    assert wait_for(lambda: [d.payload for d in registry.list_dead_letters()] == [b"{nope"], 15)
+    assert REGISTRY.get_sample_value("smartwater_ingest_dead_letters_pruned_total") == before + 3
