@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import warnings
-from datetime import datetime, timezone
 
 import pytest
 
