@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 import uvicorn
+from pydantic import ValidationError
 
 from api.app import create_app
-from api.server import UvicornServer, bind_socket
+from api.server import UvicornServer, bind_socket, server_options
 from core.logs import configure_logging, kv
 from core.registry import open_registry
-from core.settings import Settings
+from core.settings import Settings, describe_settings_error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,8 +22,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, help="listen port (default SMARTWATER_API_PORT, 8000)")
     args = parser.parse_args(argv)
 
-    settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
+    try:
+        settings = Settings()
+    except ValidationError as exc:  # the variable and why, never its value (it may hold a password)
+        print(f"invalid settings: {describe_settings_error(exc)}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     log = logging.getLogger("api")
     host = args.host or settings.api_host
     port = args.port if args.port is not None else settings.api_port
@@ -40,8 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         app = create_app(settings, registry=registry)
         log.info("api listening", extra=kv(url=f"http://{host}:{port}", docs=f"http://{host}:{port}/docs"))
         # uvicorn handles Ctrl-C / SIGTERM in the main thread, runs the app's shutdown, then re-raises the signal.
-        server = UvicornServer(uvicorn.Config(app, log_level="warning", access_log=False, log_config=None,
-                                               timeout_graceful_shutdown=5))
+        server = UvicornServer(uvicorn.Config(app, **server_options(settings)))
         try:
             server.run(sockets=[sock])
         except KeyboardInterrupt:

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.auth import Auth, install_role_docs
+from api.limits import BodyLimitMiddleware
 from api.routes import api_router, dashboard, health, public_router
 from api.schemas import ErrorOut, ValidationErrorOut
 from api.stream import AlertStream
@@ -44,7 +45,8 @@ Accounts are made with `smartwater user add NAME --role ROLE`. Each endpoint's d
 | stations, readings, alerts, alert stream, `auth/me` | ✓ | ✓ | ✓ | ✓ | ✓ |
 | acknowledge an alert | ✓ | ✓ | ✓ | | |
 | dead letters; read rules and the duty roster | ✓ | ✓ | ✓ | | |
-| change rules and the duty roster | ✓ | ✓ | | | |
+| change rules (they apply to the whole district) | ✓ | | | | |
+| change the duty roster (a supervisor with a town: that town's shifts only) | ✓ | ✓ | | | |
 | rivers, segments (JSON and GeoJSON); chiefs, patrols, tracks, issues, photos — *scoped* | ✓ | ✓ | ✓ | ✓ | ✓ |
 | `chiefs/me` (the signed-in chief's record) | | | | ✓ | |
 | start a patrol, upload points and photos, finish; report and rectify an issue — *scoped* | ✓ | ✓ | | ✓ | |
@@ -57,6 +59,31 @@ Accounts are made with `smartwater user add NAME --role ROLE`. Each endpoint's d
 whole district. An object out of scope answers 404, like a missing one. A step an issue's state does not allow is
 a 409; photos: 413 when too large, 415 when not a JPEG, PNG or WebP.
 """
+
+
+DOCS_ASSETS = "/docs/static"
+
+
+def install_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the swagger-ui-bundle package's files: nothing is loaded from outside."""
+    import swagger_ui_bundle
+    from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.responses import HTMLResponse
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_bundle.swagger_ui_path), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - Swagger UI",
+                                   oauth2_redirect_url="/docs/oauth2-redirect",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png")
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
 
 
 def create_app(settings: Settings, registry: Registry | None = None,
@@ -113,8 +140,10 @@ def create_app(settings: Settings, registry: Registry | None = None,
             except Exception:
                 log.exception("closing %s failed", type(resource).__name__)
 
+    # docs_url=None: FastAPI's /docs loads Swagger UI from a CDN; install_docs serves it from the package.
     app = FastAPI(title="Smart-water monitoring API", version="1", description=DESCRIPTION,
-                  docs_url="/docs", openapi_url="/openapi.json", redoc_url=None, lifespan=lifespan)
+                  docs_url=None, openapi_url="/openapi.json", redoc_url=None, lifespan=lifespan)
+    install_docs(app)
     app.state.settings = settings
     app.state.registry = registry
     app.state.store = store
@@ -126,6 +155,7 @@ def create_app(settings: Settings, registry: Registry | None = None,
         _close(owned)
         raise
     errors.install(app)
+    app.add_middleware(BodyLimitMiddleware)  # outermost but for the catch-all 500: before any body is read
     app.include_router(health.router)
     app.include_router(dashboard.router)  # the dashboard's pages and files (public: they hold no data)
     common = {

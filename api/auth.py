@@ -24,6 +24,7 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
+from api.clientaddr import client_address, parse_proxies
 from core.auth import InvalidToken, LoginLimiter, Role, TokenClaims, TokenSigner, User, load_secret
 from core.registry import Registry, UserRepo
 from core.settings import Settings
@@ -65,6 +66,7 @@ class Auth:
         self.ttl_s = settings.token_ttl_s
         self.cache_s = settings.auth_user_cache_s
         self.limiter = LoginLimiter(settings.login_max_failures, settings.login_failure_window_s)
+        self.proxies = parse_proxies(settings.api_trusted_proxies)
         self._cache: dict[str, tuple[float, User | None]] = {}
         self._lock = threading.Lock()
 
@@ -93,11 +95,16 @@ class Auth:
                 self._cache.pop(username, None)
 
     def issue(self, user: User) -> tuple[str, TokenClaims]:
-        return self.signer.issue(user.username, user.role, self.ttl_s)
+        return self.signer.issue(user.username, user.role, self.ttl_s, gen=user.token_generation)
 
 
 def get_auth(request: Request) -> Auth:
     return request.app.state.auth
+
+
+def client_of(request: Request) -> tuple[str, str]:
+    """(client address, TCP peer) of a request, X-Forwarded-For taken from trusted proxies only."""
+    return client_address(request, get_auth(request).proxies)
 
 
 def unauthorized(detail: str, error: str | None = None) -> HTTPException:
@@ -109,19 +116,26 @@ _NO_TOKEN = ("not authenticated: send `Authorization: Bearer <token>` "
              "(get a token from POST /api/v1/auth/login)")
 
 
-def _authenticate(request: Request, token: str | None) -> Principal:
+def check_token(auth: Auth, token: str | None) -> TokenClaims:
+    """The claims of a genuine, unexpired token; the API's 401 otherwise (the account is not looked at)."""
     if not token:
         raise unauthorized(_NO_TOKEN)
-    auth = get_auth(request)
     try:
-        claims = auth.signer.verify(token)
+        return auth.signer.verify(token)
     except InvalidToken as exc:
         if exc.reason == "token expired":
             raise unauthorized("token expired: log in again", "token expired") from None
         raise unauthorized("invalid token", exc.reason) from None
+
+
+def _authenticate(request: Request, token: str | None) -> Principal:
+    auth = get_auth(request)
+    claims = check_token(auth, token)
     user = auth.user(claims.sub)
     if user is None or not user.active or user.id is None:
         raise unauthorized("token no longer valid: the account is disabled or gone", "account disabled")
+    if claims.gen != user.token_generation:  # the password was changed or the tokens revoked since
+        raise unauthorized("token revoked: log in again", "token revoked")
     principal = Principal(user_id=user.id, username=user.username, display_name=user.display_name, role=user.role,
                           town=user.town, chief_id=user.chief_id, token=claims)
     request.state.principal = principal  # for logs and for routes that do not take it as a parameter
@@ -174,6 +188,8 @@ def require(*roles: Role, query_token: bool = False) -> Callable[..., Principal]
 ANY_ROLE = require(*Role)
 STAFF = require(Role.admin, Role.supervisor, Role.duty)
 MANAGERS = require(Role.admin, Role.supervisor)
+# District-wide settings (alert rules): a town supervisor must not change what every town is alerted about.
+ADMINS = require(Role.admin)
 ANY_ROLE_STREAM = require(*Role, query_token=True)
 
 

@@ -221,18 +221,28 @@ class DeadLetterOut(_Out):
     topic: str
     reason: str
     detail: str
-    payload: str = Field(description="the raw payload: UTF-8 text when it decodes, else base64")
+    payload: str = Field(description="the raw payload (at most its first SMARTWATER_DEAD_LETTER_KEEP_BYTES "
+                                     "bytes): UTF-8 text when it decodes, else base64")
     payload_encoding: Literal["utf-8", "base64"]
+    payload_bytes: int | None = Field(description="the size of the whole payload as received; null for letters "
+                                                  "kept before sizes were recorded")
+    payload_sha256: str | None = Field(description="SHA-256 of the whole payload (hex)")
+    payload_truncated: bool = Field(description="`payload` is only the start of what arrived")
 
     @classmethod
     def from_domain(cls, d: DeadLetter) -> "DeadLetterOut":
         raw = bytes(d.payload or b"")
+        truncated = d.payload_size is not None and d.payload_size > len(raw)
         try:
             payload, encoding = raw.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            payload, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+        except UnicodeDecodeError as exc:
+            if truncated and exc.start >= len(raw) - 3:  # the cut fell inside a character: show the text before
+                payload, encoding = raw[:exc.start].decode("utf-8", "replace"), "utf-8"
+            else:
+                payload, encoding = base64.b64encode(raw).decode("ascii"), "base64"
         return cls(id=d.id, received_at=d.received_at, topic=d.topic, reason=d.reason, detail=d.detail,
-                   payload=payload, payload_encoding=encoding)
+                   payload=payload, payload_encoding=encoding, payload_bytes=d.payload_size,
+                   payload_sha256=d.payload_sha256, payload_truncated=truncated)
 
 
 # -- auth --------------------------------------------------------------------
@@ -257,6 +267,28 @@ class MeOut(_Out):
     town: str | None = Field(description="supervisors and chiefs: their town; null: the whole district")
     chief_id: str | None = Field(description="chiefs: their river-chief record")
     token_expires_at: UtcDateTime
+
+
+class PasswordChangeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: str = Field(min_length=1, max_length=MAX_PASSWORD_LEN)
+    new_password: str = Field(min_length=1, max_length=MAX_PASSWORD_LEN)
+
+
+class PasswordResetIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    new_password: str = Field(min_length=1, max_length=MAX_PASSWORD_LEN)
+
+
+class UserOut(_Out):
+    username: str
+    display_name: str
+    role: Role
+    town: str | None
+    chief_id: str | None
+    active: bool
 
 
 # -- errors ------------------------------------------------------------------

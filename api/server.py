@@ -11,6 +11,7 @@ import time
 import uvicorn
 
 from api.app import create_app
+from api.protocol import protocol_with_header_timeout
 from api.stream import AlertStream
 from core.logs import kv
 from core.registry import Registry
@@ -40,6 +41,19 @@ def bind_socket(host: str, port: int) -> socket.socket:
         raise RuntimeError(f"cannot start the API on {host}:{port}: {exc}") from exc
     sock.set_inheritable(True)
     return sock
+
+
+def server_options(settings: Settings) -> dict[str, object]:
+    """uvicorn's settings for the API. proxy_headers=False: uvicorn would trust X-Forwarded-For from loopback;
+    the API reads it itself, from SMARTWATER_API_TRUSTED_PROXIES only (api/clientaddr.py)."""
+    # log_config=None: keep the process's logging (core.logs), only set uvicorn's level.
+    # Slow clients: a deadline for the request head, idle keep-alive connections closed, and a cap on connections
+    # (503 beyond it) so that held-open sockets cannot exhaust the server.
+    return {"log_level": "warning", "access_log": False, "log_config": None, "timeout_graceful_shutdown": 5,
+            "proxy_headers": False, "forwarded_allow_ips": "",
+            "http": protocol_with_header_timeout(settings.api_header_timeout_s),
+            "timeout_keep_alive": settings.api_keepalive_timeout_s,
+            "limit_concurrency": settings.api_max_connections}
 
 
 class UvicornServer(uvicorn.Server):
@@ -88,9 +102,7 @@ class ApiServer:
         sock = bind_socket(self.host, self.port)
         self._sock = sock
         self.port = sock.getsockname()[1]
-        # log_config=None: keep the process's logging (core.logs), only set uvicorn's level.
-        config = uvicorn.Config(self.app, log_level="warning", access_log=False, log_config=None, lifespan="on",
-                                timeout_graceful_shutdown=5)
+        config = uvicorn.Config(self.app, **server_options(self.settings), lifespan="on")
         self._server = UvicornServer(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, name="api-server",
                                         daemon=True)

@@ -36,7 +36,6 @@ log = logging.getLogger("api.stream")
 
 ALERTS_TOPIC = topics.ALERTS
 DEFAULT_QUEUE_SIZE = 256
-DEFAULT_MAX_CLIENTS = 1000
 KEEPALIVE_S = 15.0
 _LOOP_TIMEOUT_S = 0.1
 _RECONNECT_MIN_S = 0.5
@@ -49,6 +48,8 @@ class StreamClient:
 
     severities: frozenset[str] | None
     queue: asyncio.Queue[str | None]
+    user: str | None = None  # who holds the slot, for the per-user cap
+    address: str | None = None  # from where, for the per-address cap
     dropped: int = 0
     delivered: int = 0
     closed: bool = field(default=False)
@@ -73,12 +74,17 @@ class AlertStream(MqttConsumer):
     """Subscribes to ``water/alerts/#`` and fans each notification out to every connected SSE client."""
 
     def __init__(self, settings: Settings, queue_size: int = DEFAULT_QUEUE_SIZE,
-                 keepalive_s: float = KEEPALIVE_S, max_clients: int = DEFAULT_MAX_CLIENTS) -> None:
+                 keepalive_s: float = KEEPALIVE_S, max_clients: int | None = None) -> None:
         client_id = f"{settings.mqtt_client_prefix}-api-stream-{secrets.token_hex(4)}"
         super().__init__(settings, client_id, [(ALERTS_TOPIC, 1)], persistent=False, name="api.stream")
         self.queue_size = queue_size
         self.keepalive_s = keepalive_s
-        self.max_clients = max_clients
+        self.max_clients = max_clients if max_clients is not None else settings.stream_max_clients
+        # Slots: per user, per address, and the last stream_reserved_staff ones only for staff (duty officers,
+        # supervisors, admins), so chiefs' and viewers' dashboards can never lock duty staff out.
+        self.max_per_user = settings.stream_max_per_user
+        self.max_per_address = settings.stream_max_per_address
+        self.reserved_staff = min(settings.stream_reserved_staff, self.max_clients)
         self.subscribed = threading.Event()  # set on SUBACK: from then on no notification is missed
         self.client.on_subscribe = self._on_subscribe
         self.received = 0  # notifications taken from MQTT
@@ -125,9 +131,24 @@ class AlertStream(MqttConsumer):
         self._call_soon(self._close_all)
 
     # -- the SSE side (on the event loop) -----------------------------------
-    def open_client(self, severities: Iterable[str] | None = None) -> StreamClient:
+    def refusal(self, user: str | None = None, address: str | None = None,
+                staff: bool = True) -> tuple[int, str] | None:
+        """Why a new stream for ``user`` from ``address`` may not open now, as (HTTP status, message); None: it may."""
+        total = len(self._clients)
+        if total >= self.max_clients or (not staff and total >= self.max_clients - self.reserved_staff):
+            return 503, "too many alert stream clients, try again later"
+        if user is not None and sum(c.user == user for c in self._clients) >= self.max_per_user:
+            return 429, (f"too many alert streams for this user (at most {self.max_per_user}): close one, e.g. "
+                         "another browser tab")
+        if address is not None and sum(c.address == address for c in self._clients) >= self.max_per_address:
+            return 429, f"too many alert streams from this address (at most {self.max_per_address})"
+        return None
+
+    def open_client(self, severities: Iterable[str] | None = None, user: str | None = None,
+                    address: str | None = None) -> StreamClient:
         sev = frozenset(severities) if severities else None
-        client = StreamClient(severities=sev, queue=asyncio.Queue(maxsize=self.queue_size))
+        client = StreamClient(severities=sev, queue=asyncio.Queue(maxsize=self.queue_size), user=user,
+                              address=address)
         if self._closing_clients:
             client.put(None)
         else:
@@ -144,7 +165,7 @@ class AlertStream(MqttConsumer):
 
     @property
     def full(self) -> bool:
-        return len(self._clients) >= self.max_clients
+        return self.refusal() is not None
 
     def stats(self) -> dict[str, Any]:
         return {"connected": self.connected.is_set(), "clients": self.client_count, "received": self.received,

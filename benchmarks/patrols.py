@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -124,7 +125,7 @@ def run_bulletin(settings: Settings, root: Path, args: argparse.Namespace) -> li
     port = free_port()
     env = {**os.environ, "SMARTWATER_DATA_DIR": str(root), "SMARTWATER_DB_URL": str(settings.db_url),
            "SMARTWATER_API_PORT": str(port), "SMARTWATER_LOG_LEVEL": "WARNING",
-           "SMARTWATER_AUTH_SECRET": "benchmark-secret-" + "x" * 32,
+           "SMARTWATER_AUTH_SECRET": secrets.token_hex(32),
            # No broker here: the alert stream would only keep retrying in the background.
            "SMARTWATER_MQTT_URL": f"mqtt://127.0.0.1:{free_port()}"}
     proc = subprocess.Popen([sys.executable, "-m", "api"], cwd=REPO, env=env)

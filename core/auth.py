@@ -31,6 +31,8 @@ from typing import Callable, Hashable, Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from core.datafiles import private_dir
+from core.secrets_check import key_problem
 from core.settings import Settings
 
 UTC = timezone.utc
@@ -74,6 +76,7 @@ class User(BaseModel):
     password_hash: str = Field(repr=False, min_length=1, max_length=255)
     active: bool = True
     created_at: datetime
+    token_generation: int = Field(default=0, ge=0, description="tokens of an older generation are refused")
 
     @model_validator(mode="after")
     def _town_only_where_it_means_something(self) -> "User":
@@ -188,7 +191,7 @@ def load_secret(settings: Settings) -> bytes:
         return _read_secret(path)
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     tmp = path.with_name(f".{SECRET_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -208,8 +211,9 @@ def load_secret(settings: Settings) -> bytes:
 
 def _read_secret(path: Path) -> bytes:
     secret = path.read_text(encoding="ascii").strip()
-    if len(secret) < 32:
-        raise ValueError(f"{path} holds no usable secret (fewer than 32 characters); delete it to make a new one")
+    problem = key_problem(str(path), secret)
+    if problem is not None:  # someone wrote a placeholder or a weak key into it
+        raise ValueError(f"{problem}; or delete the file to have a new one made")
     if os.name == "posix" and path.stat().st_mode & 0o077:
         log.warning("the API token secret is readable by other users; chmod 600 it",
                     extra={"fields": {"path": str(path)}})
@@ -232,6 +236,7 @@ class TokenClaims:
     iat: int
     exp: int
     jti: str
+    gen: int = 0  # the user's token generation when issued (tokens from before generations existed: 0)
 
     @property
     def expires_at(self) -> datetime:
@@ -250,6 +255,7 @@ def _unb64(text: str) -> bytes:
 
 _HEADER = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
 MAX_TOKEN_LEN = 2048
+MAX_TIMESTAMP = 253_402_300_799  # 9999-12-31T23:59:59Z
 CLOCK_SKEW_S = 60  # an iat this far in the future is still accepted (clocks of API hosts differ a little)
 
 
@@ -266,12 +272,14 @@ class TokenSigner:
     def _sign(self, signing_input: str) -> str:
         return _b64(hmac.new(self._key, signing_input.encode("ascii"), hashlib.sha256).digest())
 
-    def issue(self, username: str, role: Role | str, ttl_s: float) -> tuple[str, TokenClaims]:
+    def issue(self, username: str, role: Role | str, ttl_s: float, gen: int = 0) -> tuple[str, TokenClaims]:
         now = int(self._clock())
         claims = TokenClaims(sub=username, role=Role(role).value, iat=now, exp=now + max(1, int(ttl_s)),
-                             jti=secrets.token_hex(16))
-        payload = _b64(json.dumps({"sub": claims.sub, "role": claims.role, "iat": claims.iat, "exp": claims.exp,
-                                   "jti": claims.jti}, separators=(",", ":")).encode())
+                             jti=secrets.token_hex(16), gen=gen)
+        fields = {"sub": claims.sub, "role": claims.role, "iat": claims.iat, "exp": claims.exp, "jti": claims.jti}
+        if gen:
+            fields["gen"] = gen
+        payload = _b64(json.dumps(fields, separators=(",", ":")).encode())
         signing_input = f"{_HEADER}.{payload}"
         return f"{signing_input}.{self._sign(signing_input)}", claims
 
@@ -290,10 +298,16 @@ class TokenSigner:
             raise InvalidToken("bad signature")
         try:
             data = json.loads(_unb64(payload))
-            claims = TokenClaims(sub=data["sub"], role=data["role"], iat=data["iat"], exp=data["exp"], jti=data["jti"])
+            claims = TokenClaims(sub=data["sub"], role=data["role"], iat=data["iat"], exp=data["exp"], jti=data["jti"],
+                                 gen=data.get("gen", 0))
         except (ValueError, KeyError, TypeError) as exc:  # signed by us, so only a bug gets here
             raise InvalidToken("malformed token") from exc
-        if not (isinstance(claims.sub, str) and isinstance(claims.iat, int) and isinstance(claims.exp, int)):
+        if not (isinstance(claims.sub, str) and isinstance(claims.iat, int) and isinstance(claims.exp, int)
+                and not isinstance(claims.iat, bool) and not isinstance(claims.exp, bool)
+                and isinstance(claims.gen, int) and not isinstance(claims.gen, bool)):
+            raise InvalidToken("malformed token")
+        # Times a datetime can hold: an absurd exp (a year beyond 9999) would otherwise fail later as a 500.
+        if not (0 <= claims.iat <= MAX_TIMESTAMP and 0 <= claims.exp <= MAX_TIMESTAMP):
             raise InvalidToken("malformed token")
         now = self._clock()
         if claims.exp <= now:
@@ -307,22 +321,36 @@ class TokenSigner:
 class LoginLimiter:
     """Failed logins per key in a sliding window, checked and counted atomically.
 
-    Keys are (user name, client address) — ``max_failures`` per window — and the client address alone, which gets
-    ``ip_factor`` times as many (one address guessing many names). ``attempt`` refuses (returns a wait > 0) or
-    counts the attempt as a failure in advance, so parallel guesses cannot slip past the limit between check and
-    count; ``success`` (or ``undo``, when the check could not be made) takes it back. Memory is bounded by
-    ``max_keys``.
+    Keys: (user name, client address) — ``max_failures`` per window; the client address alone (one address guessing
+    many names) and the user name alone (many addresses guessing one account) — ``ip_factor`` times as many each.
+    The last two do not apply to a user logging in from an address they logged in from successfully before
+    (within ``known_s``): a stranger failing with random names, or guessing the admin's password from elsewhere,
+    cannot lock the real user out of where they work. ``attempt`` refuses (returns a wait > 0) or counts the
+    attempt as a failure in advance, so parallel guesses cannot slip past the limit between check and count;
+    ``success`` (or ``undo``, when the check could not be made) takes it back and clears the account's back-off.
+    Memory is bounded by ``max_keys``.
     """
 
     def __init__(self, max_failures: int, window_s: float, ip_factor: int = 10, max_keys: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, known_s: float = 30 * 86400) -> None:
         self.max_failures, self.window_s, self.ip_factor, self.max_keys = max_failures, window_s, ip_factor, max_keys
+        self.known_s = known_s
         self._clock = clock
         self._failures: dict[Hashable, deque[float]] = {}
+        self._known: dict[tuple[str, str], float] = {}  # (user, address) → last successful login
         self._lock = threading.Lock()
 
+    def known(self, username: str, client: str) -> bool:
+        with self._lock:
+            at = self._known.get((username, client))
+        return at is not None and self._clock() - at < self.known_s
+
     def keys(self, username: str, client: str) -> list[tuple[Hashable, int]]:
-        return [(("user", username, client), self.max_failures), (("ip", client), self.max_failures * self.ip_factor)]
+        out: list[tuple[Hashable, int]] = [(("user", username, client), self.max_failures)]
+        if not self.known(username, client):
+            wide = self.max_failures * self.ip_factor
+            out += [(("ip", client), wide), (("account", username), wide)]
+        return out
 
     def attempt(self, keys: Iterable[tuple[Hashable, int]]) -> tuple[float, float]:
         """(seconds to wait, 0.0) when refused; else (0.0, stamp) with the attempt counted as a failure."""
@@ -346,11 +374,19 @@ class LoginLimiter:
             return 0.0, now
 
     def success(self, keys: Iterable[tuple[Hashable, int]], stamp: float) -> None:
-        """The password was right: forget the (user, address) failures; the attempt no longer counts elsewhere."""
+        """The password was right: forget the (user, address) failures and the account's back-off, take the
+        attempt back from the address, and remember the address as one the user logs in from."""
         with self._lock:
             for key, _ in keys:
-                if key[0] == "user":  # type: ignore[index]
+                kind = key[0]  # type: ignore[index]
+                if kind == "user":
                     self._failures.pop(key, None)
+                    _, username, client = key  # type: ignore[misc]
+                    self._known.pop((username, client), None)
+                    if len(self._known) >= self.max_keys:  # the oldest remembered address goes first
+                        self._known.pop(next(iter(self._known)))
+                    self._known[(username, client)] = self._clock()
+                    self._failures.pop(("account", username), None)
                 else:
                     self._take_back(key, stamp)
 

@@ -173,11 +173,13 @@ class Reading(NamedTuple):
 @dataclass(slots=True)
 class DeadLetter:
     topic: str
-    payload: bytes
+    payload: bytes  # at most a bounded prefix of what arrived (core/dead_letters.py)
     reason: str
     detail: str
     received_at: datetime
     id: int | None = None
+    payload_size: int | None = None  # bytes that arrived; None in rows from before sizes were kept
+    payload_sha256: str | None = None  # of the whole payload, hex
 
 
 @dataclass(slots=True)

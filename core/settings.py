@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.redact import redact_url
+from core.secrets_check import key_problem, password_problem
 
 TSDB_SCHEMES = ("sqlite", "influxdb", "influxdb2")
 DB_SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2")
@@ -43,13 +46,36 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    # Slow clients (api/protocol.py): a connection must send its request line and headers within
+    # api_header_timeout_s; an idle keep-alive connection is closed after api_keepalive_timeout_s; beyond
+    # api_max_connections open connections (alert streams included) new requests get 503.
+    api_header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    api_keepalive_timeout_s: int = Field(default=5, ge=1, le=300)
+    api_max_connections: int = Field(default=2000, ge=10, le=100_000)
+    # Reverse proxies whose X-Forwarded-For names the client (comma-separated addresses or networks, e.g.
+    # 172.18.0.0/16); empty: the TCP peer is the client, and the header is ignored from everyone.
+    api_trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The largest JSON body the API reads (413 beyond; checked before parsing). A batch of 5,000 GPS points needs
+    # about 1 MB; logins are capped at 8 KiB and photo uploads at photo_max_bytes (api/limits.py).
+    api_max_json_bytes: int = Field(default=2 * 1024 * 1024, ge=16 * 1024, le=64 * 1024 * 1024)
     display_timezone: str = "Asia/Shanghai"
+    # Live alert streams (SSE, GET /api/v1/alerts/stream): per user (a few browser tabs), per client address (an
+    # office behind one NAT), in all; the last stream_reserved_staff slots only for admins, supervisors and duty.
+    stream_max_per_user: int = Field(default=5, ge=1, le=1000)
+    stream_max_per_address: int = Field(default=50, ge=1, le=100_000)
+    stream_max_clients: int = Field(default=1000, ge=1, le=100_000)
+    stream_reserved_staff: int = Field(default=100, ge=0, le=100_000)
 
     ingest_batch_size: int = Field(default=5000, ge=1)
     # amqtt drops an unacknowledged QoS 1 delivery after 5 s, so the flush timer must stay well below that.
     ingest_flush_interval_s: float = Field(default=0.2, gt=0, le=2.0)
     ingest_max_payload_bytes: int = Field(default=256 * 1024, ge=256)
     ingest_max_future_s: float = Field(default=300.0, ge=0)
+    # Dead letters keep this much of a rejected payload (plus its size and SHA-256), and are pruned beyond
+    # dead_letter_max_count rows or dead_letter_max_age_days days (core/dead_letters.py).
+    dead_letter_keep_bytes: int = Field(default=4096, ge=64, le=1024 * 1024)
+    dead_letter_max_count: int = Field(default=100_000, ge=100)
+    dead_letter_max_age_days: float = Field(default=30.0, gt=0)
     # Scale-out: workers with the same group share water/# through $share/{group}/…; each needs its own id.
     ingest_shared_group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
     ingest_worker_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$")
@@ -115,7 +141,8 @@ class Settings(BaseSettings):
     # --- end of the notification block ---
 
     # --- Access control (core/auth.py, api/auth.py): users, bearer tokens, the login rate limit ---
-    # HMAC key of the API's bearer tokens, at least 32 characters (e.g. `openssl rand -hex 32`). Unset: a random one
+    # HMAC key of the API's bearer tokens, at least 32 random characters (`openssl rand -hex 32`); a placeholder
+    # (change-me …) or a guessable key is refused at start (core/secrets_check.py). Unset: a random one
     # is generated once in data_dir/auth_secret (mode 0600). Set it when several API hosts must accept one token;
     # changing it invalidates every token issued.
     auth_secret: SecretStr | None = None
@@ -132,10 +159,37 @@ class Settings(BaseSettings):
     @field_validator("auth_secret")
     @classmethod
     def _check_auth_secret(cls, v: SecretStr | None) -> SecretStr | None:
-        if v is not None and len(v.get_secret_value().strip()) < 32:
-            raise ValueError("SMARTWATER_AUTH_SECRET must have at least 32 characters (e.g. `openssl rand -hex 32`)")
+        # Anyone holding this key signs admin tokens: the example's placeholder or a guessable key is refused.
+        if v is not None:
+            problem = key_problem("SMARTWATER_AUTH_SECRET", v.get_secret_value())
+            if problem:
+                raise ValueError(problem)
+        return v
+
+    @field_validator("influx_token", "mqtt_password", "smtp_password", "webhook_secret")
+    @classmethod
+    def _check_no_placeholder(cls, v: SecretStr | None, info) -> SecretStr | None:  # type: ignore[no-untyped-def]
+        if v is not None:
+            problem = password_problem(f"SMARTWATER_{info.field_name.upper()}", v.get_secret_value())
+            if problem:
+                raise ValueError(problem)
         return v
     # --- end of the access-control block ---
+
+    @field_validator("api_trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = [p.strip() for p in v.replace(";", ",").split(",") if p.strip()]
+        if isinstance(v, list):
+            import ipaddress
+
+            for p in v:
+                try:
+                    ipaddress.ip_network(str(p).strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"SMARTWATER_API_TRUSTED_PROXIES: not an IP address or network: {p!r}") from None
+        return v
 
     @field_validator("webhook_urls", mode="before")
     @classmethod
@@ -157,7 +211,8 @@ class Settings(BaseSettings):
     def _check_mqtt_url(cls, v: str) -> str:
         parts = urlsplit(v)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"SMARTWATER_MQTT_URL must look like mqtt://host:port, got {v!r}")
+            raise ValueError(f"SMARTWATER_MQTT_URL must look like mqtt://host:port, got {redact_url(v)!r}")
+        _check_url_password("SMARTWATER_MQTT_URL", v)
         return v
 
     @model_validator(mode="after")
@@ -167,10 +222,25 @@ class Settings(BaseSettings):
         if self.db_url is None:
             self.db_url = f"sqlite:///{self.data_dir / 'registry.sqlite3'}"
         if urlsplit(self.tsdb_url).scheme not in TSDB_SCHEMES:
-            raise ValueError(f"SMARTWATER_TSDB_URL scheme must be one of {TSDB_SCHEMES}, got {self.tsdb_url!r}")
+            raise ValueError(f"SMARTWATER_TSDB_URL scheme must be one of {TSDB_SCHEMES}, "
+                             f"got {redact_url(self.tsdb_url)!r}")
         if urlsplit(self.db_url).scheme not in DB_SCHEMES:
-            raise ValueError(f"SMARTWATER_DB_URL scheme must be one of {DB_SCHEMES}, got {self.db_url!r}")
+            raise ValueError(f"SMARTWATER_DB_URL scheme must be one of {DB_SCHEMES}, got {redact_url(self.db_url)!r}")
+        _check_url_password("SMARTWATER_DB_URL", self.db_url)
         return self
+
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold (for the log filter that masks them)."""
+        out = [s.get_secret_value() for s in (self.auth_secret, self.influx_token, self.mqtt_password,
+                                               self.smtp_password, self.webhook_secret) if s is not None]
+        for url in (self.mqtt_url, self.db_url, self.tsdb_url):
+            try:
+                password = urlsplit(url or "").password
+            except ValueError:
+                password = None
+            if password:
+                out += [password, unquote(password)]
+        return [s for s in out if s]
 
     # --- River chiefs: patrols, issues, compliance (core/patrols; docs/domain.md, "River chiefs") ---
     # A patrol counts (is valid) only when its cleaned GPS track lasts long enough, is long enough, covers
@@ -238,6 +308,28 @@ class Settings(BaseSettings):
                       else unquote(parts.password) if parts.password else None),
             tls=parts.scheme == "mqtts",
         )
+
+
+def _check_url_password(name: str, url: str) -> None:
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return
+    if password:
+        problem = password_problem(f"the password in {name}", unquote(password))
+        if problem:
+            raise ValueError(problem)
+
+
+def describe_settings_error(exc: ValidationError) -> str:
+    """A ValidationError of Settings as readable lines without the input values (they may hold passwords)."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(p) for p in err.get("loc", ()))
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        lines.append(f"SMARTWATER_{field.upper()}: {msg}" if field and not msg.startswith("SMARTWATER_")
+                     and not msg.startswith("the password in") else msg)
+    return redact_url("; ".join(lines))
 
 
 class MqttEndpoint:

@@ -9,6 +9,8 @@ from core.health import HealthServer  # noqa: F401 - ingest's callers import it 
 MESSAGES = Counter("smartwater_ingest_messages", "MQTT messages received by ingest")
 READINGS = Counter("smartwater_ingest_readings_written", "Readings written to the time-series store", ["kind"])
 DEAD_LETTERS = Counter("smartwater_ingest_dead_letters", "Messages rejected into the dead-letter table", ["reason"])
+DEAD_LETTERS_PRUNED = Counter("smartwater_ingest_dead_letters_pruned",
+                              "Dead letters deleted by retention (dead_letter_max_count, dead_letter_max_age_days)")
 STORE_ERRORS = Counter("smartwater_ingest_store_errors", "Failed store writes (retried)")
 BATCH_MESSAGES = Histogram("smartwater_ingest_batch_messages", "Messages per written batch",
                            buckets=(1, 10, 50, 100, 500, 1000, 2500, 5000, 10000, 20000, 50000))

@@ -15,6 +15,7 @@ import paho.mqtt.client as mqtt
 
 from core import topics
 from core.catalog import StationCatalog
+from core.dead_letters import dead_letter
 from core.domain import DeadLetter, Reading
 from core.logs import kv
 from core.mqtt import MqttConsumer
@@ -28,6 +29,7 @@ from ingest import metrics as m
 log = logging.getLogger("ingest")
 
 MAX_BACKOFF_S = 30.0
+DEAD_LETTER_PRUNE_S = 60.0
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Ingestor(MqttConsumer):
         self._in_flight = 0  # messages taken out of _batch and being written
         self.flusher_failed = False
         self._draining = False
+        self._pruned_at = float("-inf")  # dead-letter retention last ran (monotonic)
         m.PENDING.set_function(lambda: self.pending)
 
     # -- lifecycle ---------------------------------------------------------
@@ -134,13 +137,12 @@ class Ingestor(MqttConsumer):
             dead = None
         except Rejected as rej:
             readings = None
-            dead = DeadLetter(topic=topic, payload=bytes(payload), reason=rej.reason, detail=rej.detail,
-                              received_at=now)
+            dead = dead_letter(topic, payload, rej.reason, rej.detail, now, self.settings.dead_letter_keep_bytes)
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not leave a message unacknowledged forever
             log.exception("unexpected error decoding a message; kept as a dead letter", extra=kv(topic=topic))
             readings = None
-            dead = DeadLetter(topic=topic, payload=bytes(payload), reason="internal_error",
-                              detail=f"{type(exc).__name__}: {exc}"[:1000], received_at=now)
+            dead = dead_letter(topic, payload, "internal_error", f"{type(exc).__name__}: {exc}", now,
+                               self.settings.dead_letter_keep_bytes)
         with self._lock:
             self.stats.messages_in += 1
             b = self._batch
@@ -218,7 +220,8 @@ class Ingestor(MqttConsumer):
         try:
             self._write_readings(batch)
             if batch.dead:
-                self.registry.add_dead_letters(batch.dead)
+                self.registry.add_dead_letters(batch.dead, self.settings.dead_letter_keep_bytes)
+                self._prune_dead_letters()
         except Exception as exc:  # noqa: BLE001 - any store failure: keep the batch, retry later
             m.STORE_ERRORS.inc()
             if self._degraded_since is None:
@@ -251,6 +254,22 @@ class Ingestor(MqttConsumer):
             m.DEAD_LETTERS.labels(d.reason).inc()
         return True
 
+    def _prune_dead_letters(self) -> None:
+        """Dead-letter retention, at most once per DEAD_LETTER_PRUNE_S, when new dead letters were written."""
+        now = time.monotonic()
+        if now - self._pruned_at < DEAD_LETTER_PRUNE_S:
+            return
+        self._pruned_at = now
+        try:
+            n = self.registry.prune_dead_letters(utcnow(), self.settings.dead_letter_max_count,
+                                                 self.settings.dead_letter_max_age_days * 86400)
+        except Exception as exc:  # noqa: BLE001 - retention can wait for the next round; ingest must not
+            log.warning("dead-letter pruning failed", extra=kv(error=str(exc)[:300]))
+            return
+        if n:
+            m.DEAD_LETTERS_PRUNED.inc(n)
+            log.info("dead letters pruned", extra=kv(deleted=n))
+
     def _write_readings(self, batch: _Batch) -> None:
         if not batch.readings:
             return
@@ -271,8 +290,8 @@ class Ingestor(MqttConsumer):
                 self.store.write(batch.readings[first:end])
                 keep.append((topic, payload, first, end))
             except ValueError as exc:
-                refused.append((DeadLetter(topic=topic, payload=bytes(payload), reason="store_rejected",
-                                           detail=str(exc)[:1000], received_at=now),
+                refused.append((dead_letter(topic, payload, "store_rejected", str(exc), now,
+                                            self.settings.dead_letter_keep_bytes),
                                 batch.readings[first].kind, end - first))
         batch.spans = keep
         for dead, kind, n in refused:

@@ -69,15 +69,17 @@ def main(argv: list[str] | None = None) -> int:
         print("--start needs a UTC offset, e.g. 2026-06-28T08:00:00+08:00", file=sys.stderr)
         return 2
     from core.logs import configure_logging
-    from core.settings import get_settings
+    from pydantic import ValidationError
+
+    from core.settings import describe_settings_error, get_settings
     from simulators.runner import Simulator
 
     try:
         settings = get_settings()
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        print(f"invalid settings: {exc}", file=sys.stderr)
+    except ValidationError as exc:  # the variable and why, never its value (it may hold a password)
+        print(f"invalid settings: {describe_settings_error(exc)}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     try:
         stations = _load_stations(settings, args.stations)
     except (OSError, ValueError) as exc:

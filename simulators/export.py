@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from core.csvcell import safe_row
 from core.domain import Station
 from simulators.faults import FaultPlan
 from simulators.runner import first_due, report_messages, station_phase
@@ -61,7 +62,7 @@ def write_csv(path: str | Path, stations: Sequence[Station], spec: ScenarioSpec,
             for ts, values in messages:
                 stamp = datetime.fromtimestamp(ts, tz).isoformat()
                 for metric, value in values.items():
-                    out.writerow((stamp, station.id, metric, repr(float(value))))
+                    out.writerow(safe_row((stamp, station.id, metric, repr(float(value)))))
                     rows += 1
             pending += 1
             if progress is not None and pending >= 500:

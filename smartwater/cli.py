@@ -56,7 +56,7 @@ def init(
     if demo_data and (stations or rivers or chiefs):
         raise _fail("--demo-data loads the generated district; it does not mix with --stations, --rivers or --chiefs")
     settings = _settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     registry, store_ = open_backends(settings)
     try:
         if demo_data:
@@ -71,7 +71,9 @@ def init(
                 raise typer.Exit(2) from None
             counts = store(registry, settings, bundle)
         station_counts = registry.count_stations()
-        typer.echo(f"registry {settings.db_url}: {counts.get('stations', 0)} stations loaded; now " +
+        from core.redact import redact_url
+
+        typer.echo(f"registry {redact_url(settings.db_url)}: {counts.get('stations', 0)} stations loaded; now " +
                    (", ".join(f"{k} {v}" for k, v in sorted(station_counts.items())) or "no stations"))
         network = {k: counts[k] for k in ("rivers", "segments", "chiefs") if k in counts}
         if network:
@@ -167,7 +169,7 @@ def simulate(scenario: str = typer.Option(
     from simulators.spec import load_scenario, parse_duration
 
     settings = _settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     if scenario == PATROLS:  # not a station scenario file: chiefs talk to the API, not to the broker
         if to_csv is not None:
             raise _fail("--to-csv writes station readings; the patrols scenario drives the API")
@@ -296,7 +298,7 @@ def replay(file: Path = typer.Argument(..., exists=True, dir_okay=False, help="C
     from simulators.replay import replay as run_replay
 
     settings = _settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     registry = open_registry(settings.db_url)
     registry.create_schema()
     stations = {s.id: s for s in registry.list_stations()}
@@ -331,7 +333,7 @@ def demo(port: int = typer.Option(8000, min=1, max=65535, help="API port."),
     from smartwater.demo import print_summary, run_demo
 
     settings = _settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     try:
         summary = run_demo(settings, port=port, speed=speed, duration=duration, mqtt_port=mqtt_port, keep=keep,
                            scenario=scenario)
@@ -487,7 +489,7 @@ def rules_defaults() -> None:
 
 
 # -- users and tokens (core/auth.py) ------------------------------------------
-user_app = typer.Typer(no_args_is_help=True, help="API users: add, list, disable. Roles: admin, supervisor, duty, "
+user_app = typer.Typer(no_args_is_help=True, help="API users: add, list, disable, enable, password, revoke. Roles: admin, supervisor, duty, "
                                                   "chief, viewer.")
 app.add_typer(user_app, name="user")
 
@@ -597,6 +599,62 @@ def user_disable(name: str = typer.Argument(..., help="The user to disable.")) -
     typer.echo(f"user {user.username!r} disabled")
 
 
+@user_app.command("enable")
+def user_enable(name: str = typer.Argument(..., help="The user to enable again.")) -> None:
+    """Enable a disabled user: they can log in again (tokens issued before stay refused if revoked)."""
+    from core.registry import UserNotFound, UserRepo
+
+    registry = _open_registry()
+    try:
+        user = UserRepo(registry.engine).set_active(name, True)
+    except UserNotFound:
+        raise _fail(f"no user named {name.strip().lower()!r}") from None
+    finally:
+        registry.close()
+    typer.echo(f"user {user.username!r} enabled")
+
+
+@user_app.command("password")
+def user_password(name: str = typer.Argument(..., help="The user whose password to set."),
+                  password_stdin: bool = typer.Option(False, "--password-stdin",
+                                                      help="Read the new password from the first line of stdin.")
+                  ) -> None:
+    """Set (reset) a user's password. Every token issued to them before is refused from then on (by a running
+    API within SMARTWATER_AUTH_USER_CACHE_S seconds)."""
+    from core.auth import hash_password, normalise_username
+    from core.registry import UserNotFound, UserRepo
+
+    username = normalise_username(name)
+    registry = _open_registry()
+    try:
+        users = UserRepo(registry.engine)
+        if users.get(username) is None:
+            raise _fail(f"no user named {username!r}")
+        password = _read_password(password_stdin, username)
+        try:
+            user = users.set_password_hash(username, hash_password(password), revoke_tokens=True)
+        except UserNotFound:
+            raise _fail(f"no user named {username!r}") from None
+    finally:
+        registry.close()
+    typer.echo(f"password of {user.username!r} changed; their earlier tokens are revoked")
+
+
+@user_app.command("revoke")
+def user_revoke(name: str = typer.Argument(..., help="The user whose tokens to revoke.")) -> None:
+    """Refuse every token issued to a user so far (a lost phone, a leaked token); they can log in again."""
+    from core.registry import UserNotFound, UserRepo
+
+    registry = _open_registry()
+    try:
+        user = UserRepo(registry.engine).revoke_tokens(name)
+    except UserNotFound:
+        raise _fail(f"no user named {name.strip().lower()!r}") from None
+    finally:
+        registry.close()
+    typer.echo(f"all tokens of {user.username!r} revoked")
+
+
 @app.command()
 def token(name: str = typer.Argument(..., help="The user the token speaks for."),
           ttl: Optional[int] = typer.Option(None, "--ttl", min=60, max=30 * 86400,
@@ -622,7 +680,7 @@ def token(name: str = typer.Argument(..., help="The user the token speaks for.")
         signer = TokenSigner(load_secret(settings))
     except (OSError, ValueError) as exc:
         raise _fail(f"cannot read the token secret: {exc}") from None
-    value, claims = signer.issue(user.username, user.role, ttl or settings.token_ttl_s)
+    value, claims = signer.issue(user.username, user.role, ttl or settings.token_ttl_s, gen=user.token_generation)
     typer.echo(value)
     typer.echo(f"token for {user.username} ({user.role.value}), expires {claims.expires_at.isoformat()}", err=True)
 

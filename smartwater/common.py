@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import typer
+from pydantic import ValidationError
 
-from core.settings import Settings, get_settings
+from core.redact import redact_text
+from core.settings import Settings, describe_settings_error, get_settings
 
 
 def settings_or_exit() -> Settings:
-    """The settings; a bad variable ends the command with its name, not a traceback."""
+    """The settings; a bad variable ends the command with its name, never its value (it may hold a password)."""
     try:
         return get_settings()
-    except Exception as exc:  # pydantic's ValidationError names the bad variable
-        typer.secho(f"invalid settings: {exc}", fg="red", err=True)
+    except ValidationError as exc:
+        typer.secho(f"invalid settings: {describe_settings_error(exc)}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    except Exception as exc:
+        typer.secho(f"invalid settings: {redact_text(str(exc))}", fg="red", err=True)
         raise typer.Exit(2) from None

@@ -32,6 +32,7 @@ from typing import Iterable, Optional, Sequence
 
 import typer
 
+from core.csvcell import FORMULA_STARTS, safe_cell, unquote_cell
 from core.domain import KINDS, Station
 from core import topics
 
@@ -108,8 +109,11 @@ def verify_password(password: str, hashed: str) -> bool:
 
 
 def new_password() -> str:
-    # URL-safe, so it also works inside an mqtt://user:password@host URL without escaping.
-    return secrets.token_urlsafe(18)
+    # URL-safe, so it also works inside an mqtt://user:password@host URL without escaping; never starting with '-'
+    # (a CSV cell starting so is quoted against spreadsheet formulas, core/csvcell.py).
+    while (password := secrets.token_urlsafe(18)).startswith(FORMULA_STARTS):
+        pass
+    return password
 
 
 def read_credentials(path: Path) -> dict[str, Account]:
@@ -119,7 +123,8 @@ def read_credentials(path: Path) -> dict[str, Account]:
         reader = csv.DictReader(f)
         if "username" not in (reader.fieldnames or ()) or "password" not in (reader.fieldnames or ()):
             raise ValueError(f"{path} lacks the username and password columns; move it away to start afresh")
-        return {row["username"]: Account(**{k: row.get(k) or "" for k in CSV_FIELDS}) for row in reader}
+        return {unquote_cell(row["username"]): Account(**{k: unquote_cell(row.get(k) or "") for k in CSV_FIELDS})
+                for row in reader}
 
 
 def plan_accounts(stations: Iterable[Station], existing: dict[str, Account], *, rotate: bool = False,
@@ -193,7 +198,7 @@ def _credentials_csv(accounts: Sequence[Account]) -> str:
     w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, lineterminator="\n")
     w.writeheader()
     for a in accounts:
-        w.writerow({k: getattr(a, k) for k in CSV_FIELDS})
+        w.writerow({k: safe_cell(getattr(a, k)) for k in CSV_FIELDS})
     return buf.getvalue()
 
 

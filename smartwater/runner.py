@@ -111,7 +111,7 @@ def run_stage(stage: str, port: int | None = None, settings: Settings | None = N
     if stage not in STAGES:
         raise SystemExit(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
     settings = settings or get_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     registry, store = open_backends(settings)
     if not registry.count_stations():
         log.warning("the station registry is empty: load stations with `smartwater init --stations FILE` "

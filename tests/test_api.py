@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import socket
 import warnings
@@ -505,7 +506,8 @@ def test_dead_letters(client):
     binary, text = resp.json()  # newest first
     assert text == {"id": text["id"], "received_at": "2026-06-28T00:01:00+00:00", "topic": "water/river/V9",
                     "reason": "bad_timestamp", "detail": "not an ISO 8601 timestamp", "payload": '{"ts": "bad"}',
-                    "payload_encoding": "utf-8"}
+                    "payload_encoding": "utf-8", "payload_bytes": 13, "payload_truncated": False,
+                    "payload_sha256": hashlib.sha256(b'{"ts": "bad"}').hexdigest()}
     assert binary["payload_encoding"] == "base64" and binary["reason"] == "not_json"
     assert base64.b64decode(binary["payload"]) == b"\xff\x00\xfe"
     assert binary["received_at"] == "2026-06-28T00:02:00+00:00"

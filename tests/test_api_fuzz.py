@@ -56,7 +56,7 @@ UTC = timezone.utc
 FUZZ_EXAMPLES = int(os.environ.get("SMARTWATER_FUZZ_EXAMPLES", "25"))
 SEED = 20260628  # of the generated river network
 # A fixed token-signing secret rather than one generated into each data dir.
-SECRET = "fuzz-secret-" + "x" * 32
+SECRET = "9c41e07b2d8f56a3e1c0b7d94f2a6e85c3b1d0f7a9e2c4b6"  # a fixed key, random-looking
 
 CHECKS = [
     not_a_server_error,

@@ -436,3 +436,19 @@ def test_cli_rules_defaults_and_init(tmp_path):
     assert _names(tmp_path) == expected
     table = sw(["rules", "list"], tmp_path)
     assert table.returncode == 0 and "reservoir_level" in table.stdout
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity", "1e999", "-1e999"])
+def test_non_finite_numbers_are_422_everywhere(client, reg, number):
+    body = json.dumps(TURBIDITY).replace('"value": 3', f'"value": {number}')
+    assert number in body
+    resp = client.post(RULES, content=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 422, resp.text
+    assert "finite number" in resp.json()["detail"] and resp.json()["errors"][0]["loc"] == ["body"]
+    assert not [r for r in reg.list_rules() if r.name == "turbidity_high"]
+    shift = ('{"person": "x", "starts_at": "2026-07-01T08:00:00+08:00", "ends_at": "2026-07-02T08:00:00+08:00", '
+             f'"rank": {number}}}')
+    assert client.post(ROSTER, content=shift, headers={"Content-Type": "application/json"}).status_code == 422
+    # the same body with a finite number is fine
+    ok = client.post(RULES, content=body.replace(number, "3"), headers={"Content-Type": "application/json"})
+    assert ok.status_code == 201, ok.text

@@ -165,6 +165,51 @@ def test_client_limit_is_503(server, http):
         assert "too many" in refused.json()["detail"]
 
 
+def test_one_user_cannot_take_every_slot_and_staff_keep_theirs(server, settings, registry):
+    from contextlib import ExitStack
+
+    from core.auth import Role
+
+    stream = server.alert_stream
+    stream.max_clients, stream.reserved_staff, stream.max_per_user = 6, 2, 2
+    chief = auth_headers(settings, registry, "chief.a", Role.chief)
+    viewers = [auth_headers(settings, registry, f"viewer{i}", Role.viewer) for i in range(3)]
+    duty = auth_headers(settings, registry, "duty1", Role.duty)
+
+    readers: list[SseReader] = []
+
+    def open_stream(stack: ExitStack, headers: dict[str, str]) -> int:
+        client = stack.enter_context(httpx.Client(timeout=httpx.Timeout(10.0), headers=headers))
+        resp = stack.enter_context(client.stream("GET", server.url + STREAM))
+        if resp.status_code == 200:
+            reader = SseReader(resp)
+            readers.append(reader)  # kept: a collected line iterator closes its connection
+            assert reader.comment() == "connected"
+        else:
+            resp.read()
+        return resp.status_code
+
+    with ExitStack() as stack:
+        assert [open_stream(stack, chief) for _ in range(2)] == [200, 200]
+        third = open_stream(stack, chief)
+        assert third == 429  # one chief's token: at most max_per_user streams
+        assert [open_stream(stack, v) for v in viewers[:2]] == [200, 200]  # 4 open: the last 2 kept for staff
+        assert open_stream(stack, viewers[2]) == 503
+        assert [open_stream(stack, duty) for _ in range(2)] == [200, 200]  # duty staff still get in
+        assert stream.client_count == 6
+        stream.max_per_address = 6
+        assert open_stream(stack, duty) in (429, 503)
+
+
+def test_per_address_cap(server, http):
+    server.alert_stream.max_per_address, server.alert_stream.max_per_user = 1, 10
+    with http.stream("GET", server.url + STREAM) as resp:
+        sse = SseReader(resp)  # kept: a collected line iterator closes its connection
+        assert sse.comment() == "connected"
+        refused = http.get(server.url + STREAM)
+        assert refused.status_code == 429 and "address" in refused.json()["detail"]
+
+
 def test_keepalive_comment(server, http):
     server.alert_stream.keepalive_s = 0.1  # 15 s in service; read on every wait
     with http.stream("GET", server.url + STREAM) as resp:

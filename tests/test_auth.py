@@ -43,6 +43,11 @@ PATROL_WRITERS = {Role.admin, Role.supervisor, Role.chief}
 # Who may call what (the roles: README "Access"). A new route fails test_every_route_has_an_expected_role_set until it is added here.
 EXPECTED_ROLES = {
     ("GET", ME): set(Role),
+    ("POST", "/api/v1/auth/password"): set(Role),
+    ("PUT", "/api/v1/users/{username}/password"): {Role.admin},
+    ("POST", "/api/v1/users/{username}/disable"): {Role.admin},
+    ("POST", "/api/v1/users/{username}/enable"): {Role.admin},
+    ("POST", "/api/v1/users/{username}/revoke-tokens"): {Role.admin},
     ("GET", "/api/v1/stations"): set(Role),
     ("GET", "/api/v1/stations/{station_id}"): set(Role),
     ("GET", "/api/v1/stations/{station_id}/readings"): set(Role),
@@ -54,10 +59,10 @@ EXPECTED_ROLES = {
     ("GET", "/api/v1/dead-letters"): STAFF,
     ("GET", "/api/v1/rules"): STAFF,
     ("GET", "/api/v1/rules/{rule_id}"): STAFF,
-    ("POST", "/api/v1/rules"): MANAGERS,
-    ("PUT", "/api/v1/rules/{rule_id}"): MANAGERS,
-    ("PATCH", "/api/v1/rules/{rule_id}"): MANAGERS,
-    ("DELETE", "/api/v1/rules/{rule_id}"): MANAGERS,
+    ("POST", "/api/v1/rules"): {Role.admin},
+    ("PUT", "/api/v1/rules/{rule_id}"): {Role.admin},
+    ("PATCH", "/api/v1/rules/{rule_id}"): {Role.admin},
+    ("DELETE", "/api/v1/rules/{rule_id}"): {Role.admin},
     ("GET", "/api/v1/duty-roster"): STAFF,
     ("GET", "/api/v1/duty-roster/on-duty"): STAFF,
     ("POST", "/api/v1/duty-roster"): MANAGERS,
@@ -95,6 +100,35 @@ EXPECTED_ROLES = {
     ("GET", "/api/v1/issues/{issue_id}"): set(Role),
     ("GET", "/api/v1/photos/{photo_id}"): set(Role),
     ("GET", "/api/v1/compliance"): {Role.admin, Role.supervisor, Role.duty, Role.viewer},
+}
+
+# The scope decision of every write: whose objects a caller with a town (or a chief id) may change. "district":
+# only roles without a town may call it at all; "town": a supervisor with a town only their town's objects;
+# "own": a chief only their own patrols and issues, a supervisor their town's (api/routes/patrol_scope.py);
+# "any": no object belongs to a town (acknowledging a visible alert). A new write route fails
+# test_every_write_route_has_a_scope_decision until its decision is made here and tested.
+WRITE_SCOPES = {
+    ("POST", "/api/v1/auth/password"): "own",  # the caller's own password only
+    ("PUT", "/api/v1/users/{username}/password"): "district",
+    ("POST", "/api/v1/users/{username}/disable"): "district",
+    ("POST", "/api/v1/users/{username}/enable"): "district",
+    ("POST", "/api/v1/users/{username}/revoke-tokens"): "district",
+    ("POST", "/api/v1/alerts/{alert_id}/ack"): "any",
+    ("POST", "/api/v1/rules"): "district",
+    ("PUT", "/api/v1/rules/{rule_id}"): "district",
+    ("PATCH", "/api/v1/rules/{rule_id}"): "district",
+    ("DELETE", "/api/v1/rules/{rule_id}"): "district",
+    ("POST", "/api/v1/duty-roster"): "town",
+    ("DELETE", "/api/v1/duty-roster/{shift_id}"): "town",
+    ("POST", "/api/v1/patrols"): "own",
+    ("POST", "/api/v1/patrols/{patrol_id}/points"): "own",
+    ("POST", "/api/v1/patrols/{patrol_id}/finish"): "own",
+    ("POST", "/api/v1/patrols/{patrol_id}/photos"): "own",
+    ("POST", "/api/v1/issues"): "own",
+    ("POST", "/api/v1/issues/{issue_id}/photos"): "own",
+    ("POST", "/api/v1/issues/{issue_id}/assign"): "own",
+    ("POST", "/api/v1/issues/{issue_id}/rectify"): "own",
+    ("POST", "/api/v1/issues/{issue_id}/review"): "own",
 }
 
 
@@ -220,10 +254,51 @@ def test_secret_file_is_created_once_private_and_reused(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_secret(settings) == first  # a restart keeps the tokens valid
     assert [p.name for p in path.parent.iterdir()] == ["auth_secret"]  # no temporary files left
-    configured = Settings(_env_file=None, data_dir=tmp_path / "fresh", auth_secret="k" * 40)
-    assert load_secret(configured) == b"k" * 40
+    key = "3f9a1c7e5b20d4866e1f0a9b7c3d52e4a1b6c8d0f2e4a6b8"
+    configured = Settings(_env_file=None, data_dir=tmp_path / "fresh", auth_secret=key)
+    assert load_secret(configured) == key.encode()
     with pytest.raises(ValidationError, match="at least 32 characters"):
         Settings(_env_file=None, auth_secret="short")
+
+
+def _example_env() -> dict[str, str]:
+    text = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+
+
+@pytest.mark.parametrize("secret", [
+    "change-me-to-32-or-more-random-characters",  # what .env.example shipped: anyone could sign admin tokens
+    "CHANGE_ME_please_with_32_random_characters!!",
+    "k" * 40, "ab" * 20, "fuzz-secret-" + "x" * 32,  # long but guessable
+])
+def test_placeholder_or_guessable_secret_refuses_to_start(secret, tmp_path):
+    with pytest.raises(ValidationError) as info:
+        Settings(_env_file=None, data_dir=tmp_path, auth_secret=secret)
+    message = str(info.value)
+    assert "SMARTWATER_AUTH_SECRET" in message and "openssl rand -hex 32" in message
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTWATER_")}
+    res = subprocess.run([SMARTWATER, "token", "admin"], capture_output=True, text=True, timeout=60,
+                         env={**env, "SMARTWATER_DATA_DIR": str(tmp_path), "SMARTWATER_AUTH_SECRET": secret})
+    assert res.returncode == 2 and "SMARTWATER_AUTH_SECRET" in res.stderr and not res.stdout
+    assert secret not in res.stderr  # the refused value is not echoed either
+
+
+def test_a_placeholder_in_the_secret_file_is_refused_too(tmp_path):
+    (tmp_path / "auth_secret").write_text("change-me-to-32-or-more-random-characters\n")
+    with pytest.raises(ValueError, match="placeholder"):
+        load_secret(Settings(_env_file=None, data_dir=tmp_path))
+
+
+def test_example_env_holds_no_usable_secret(tmp_path):
+    example = _example_env()
+    with pytest.raises(ValidationError, match="SMARTWATER_AUTH_SECRET"):
+        Settings(_env_file=None, data_dir=tmp_path, auth_secret=example["SMARTWATER_AUTH_SECRET"])
+    with pytest.raises(ValidationError, match="SMARTWATER_INFLUX_TOKEN is a placeholder"):
+        Settings(_env_file=None, data_dir=tmp_path, influx_token=example["SMARTWATER_INFLUX_TOKEN"])
+    with pytest.raises(ValidationError, match="the password in SMARTWATER_DB_URL is a placeholder"):
+        Settings(_env_file=None, db_url=f"postgresql://smartwater:{example['POSTGRES_PASSWORD']}@postgres/sw")
+    with pytest.raises(ValidationError, match="SMARTWATER_MQTT_PASSWORD is a placeholder"):
+        Settings(_env_file=None, mqtt_password=example["MQTT_INGEST_PASSWORD"])
 
 
 # -- login rate limiter --------------------------------------------------------
@@ -451,6 +526,52 @@ def test_every_route_has_an_expected_role_set(client):
         assert roles == EXPECTED_ROLES[key], key
 
 
+def test_every_write_route_has_a_scope_decision(client):
+    writes = {(m, info.path) for info in route_table(client.app.routes) if info.path not in PUBLIC
+              for m in info.methods - {"GET", "HEAD", "OPTIONS"}}
+    assert writes == set(WRITE_SCOPES), ("a write route was added or removed: decide whose objects a town "
+                                         f"supervisor or chief may change and put it in WRITE_SCOPES: "
+                                         f"{sorted(writes ^ set(WRITE_SCOPES))}")
+    town_roles = {Role.supervisor, Role.chief}
+    for key, scope in WRITE_SCOPES.items():
+        if scope == "district":  # no role that can carry a town may call it
+            assert not EXPECTED_ROLES[key] & town_roles, key
+
+
+def test_supervisor_cannot_change_rules_or_another_towns_roster(client, reg, auth_settings):
+    from core.rules import default_rules
+
+    reg.upsert_rules(default_rules())
+    rule = reg.list_rules()[0]
+    sup = bearer(token_for(auth_settings, reg, "sup.a", Role.supervisor, town="通济街道"))
+    district_sup = bearer(token_for(auth_settings, reg, "sup.all", Role.supervisor))
+    admin = bearer(token_for(auth_settings, reg, "admin", Role.admin))
+    for headers in (sup, district_sup):
+        resp = client.patch(f"/api/v1/rules/{rule.id}", json={"enabled": False}, headers=headers)
+        assert resp.status_code == 403, resp.text
+    assert reg.get_rule(rule.id).enabled == rule.enabled
+    assert client.patch(f"/api/v1/rules/{rule.id}", json={"enabled": not rule.enabled},
+                        headers=admin).status_code == 200
+
+    def shift(town):
+        return {"person": "值班员", "town": town, "starts_at": "2026-07-01T08:00:00+08:00",
+                "ends_at": "2026-07-02T08:00:00+08:00"}
+
+    other = client.post("/api/v1/duty-roster", json=shift("蓝村街道"), headers=admin).json()["id"]
+    whole = client.post("/api/v1/duty-roster", json=shift(None), headers=admin).json()["id"]
+    before = [s.id for s in reg.list_shifts()]
+    for body in (shift("蓝村街道"), shift(None), {**shift("通济街道"), "fallback": True}):
+        resp = client.post("/api/v1/duty-roster", json=body, headers=sup)
+        assert resp.status_code == 403 and "通济街道" in resp.json()["detail"], resp.text
+    for sid in (other, whole):
+        assert client.delete(f"/api/v1/duty-roster/{sid}", headers=sup).status_code == 403
+    assert [s.id for s in reg.list_shifts()] == before  # nothing changed
+    own = client.post("/api/v1/duty-roster", json=shift("通济街道"), headers=sup)
+    assert own.status_code == 201, own.text
+    assert client.delete(f"/api/v1/duty-roster/{own.json()['id']}", headers=sup).status_code == 204
+    assert client.delete(f"/api/v1/duty-roster/{other}", headers=district_sup).status_code == 204
+
+
 def test_roles_are_enforced_on_every_route(client, tokens):
     for (method, path), allowed in EXPECTED_ROLES.items():
         for role, token in tokens.items():
@@ -466,7 +587,8 @@ def test_roles_are_enforced_on_every_route(client, tokens):
 
 def test_viewer_gets_403_on_every_write(client, tokens):
     writes = [(m, info.path) for info in route_table(client.app.routes) if info.path not in PUBLIC
-              for m in info.methods if m not in ("GET", "HEAD", "OPTIONS")]
+              for m in info.methods if m not in ("GET", "HEAD", "OPTIONS")
+              and Role.viewer not in EXPECTED_ROLES[(m, info.path)]]  # changing one's own password is for all
     assert len(writes) >= 7
     for method, path in writes:
         resp = _call(client, method, path, headers=bearer(tokens[Role.viewer]), json={})
@@ -625,3 +747,136 @@ def test_cli_users_and_tokens(tmp_path):
     assert sw(["user", "disable", "nobody"], tmp_path).returncode == 2
     assert sw(["token", "admin", "--ttl", "5"], tmp_path).returncode == 2  # at least 60 s
     assert all("Traceback" not in sw(a, tmp_path).stderr for a in (["token", "nobody"], ["user", "list"]))
+
+
+# -- the login limiter against spoofed addresses and lock-outs ----------------------------------------------
+def test_limiter_strangers_cannot_lock_a_user_out_of_a_known_address():
+    clock = Clock(0.0)
+    lim = LoginLimiter(max_failures=5, window_s=300, ip_factor=10, clock=clock)
+    _, stamp = lim.attempt(lim.keys("admin", "10.0.0.9"))
+    lim.success(lim.keys("admin", "10.0.0.9"), stamp)  # the admin works from 10.0.0.9
+    for i in range(60):  # a stranger at the same address (one NAT) tries random names
+        lim.attempt(lim.keys(f"random{i}", "10.0.0.9"))
+    assert lim.attempt(lim.keys("someone.new", "10.0.0.9"))[0] > 0  # the address is throttled for strangers
+    assert lim.attempt(lim.keys("admin", "10.0.0.9"))[0] == 0  # but not for the admin there
+    # Many addresses guessing one account back it off everywhere, except where its user is known.
+    for i in range(60):
+        lim.attempt(lim.keys("admin", f"192.0.2.{i}"))
+    assert lim.attempt(lim.keys("admin", "198.51.100.1"))[0] > 0
+    wait, stamp = lim.attempt(lim.keys("admin", "10.0.0.9"))
+    assert wait == 0
+    lim.success(lim.keys("admin", "10.0.0.9"), stamp)  # the right password from a known address clears it
+    assert lim.attempt(lim.keys("admin", "198.51.100.1"))[0] == 0
+
+
+def _served(auth_settings, reg, **update):
+    from api import ApiServer
+
+    settings = auth_settings.model_copy(update=update)
+    return ApiServer(settings, registry=reg, store=open_store(settings.tsdb_url), host="127.0.0.1", port=0,
+                     stream=False)
+
+
+def test_spoofed_forwarded_for_does_not_escape_the_limiter(auth_settings, reg, caplog):
+    import httpx
+
+    ensure_user(reg, "wang", Role.duty)
+    with _served(auth_settings, reg) as server, httpx.Client(base_url=server.url, timeout=10) as http:
+        codes = [http.post(LOGIN, json={"username": "wang", "password": "guess guess guess"},
+                           headers={"X-Forwarded-For": f"203.0.113.{i}"}).status_code for i in range(7)]
+    assert codes[:5] == [401] * 5 and codes[5:] == [429, 429], codes
+
+
+def test_forwarded_for_is_taken_from_a_configured_proxy_and_the_peer_logged(auth_settings, reg, caplog):
+    import logging
+
+    import httpx
+
+    ensure_user(reg, "wang", Role.duty)
+    with _served(auth_settings, reg, api_trusted_proxies=["127.0.0.1"]) as server, \
+            httpx.Client(base_url=server.url, timeout=10) as http, caplog.at_level(logging.INFO, "api.auth"):
+        codes = [http.post(LOGIN, json={"username": "wang", "password": "guess guess guess"},
+                           headers={"X-Forwarded-For": f"spoofed, 203.0.113.{i}"}).status_code for i in range(7)]
+        assert codes == [401] * 7  # seven clients behind the proxy, one failure each
+        assert http.post(LOGIN, json={"username": "wang", "password": PASSWORD},
+                         headers={"X-Forwarded-For": "203.0.113.50"}).status_code == 200
+    failed = [r for r in caplog.records if r.getMessage() == "login failed"]
+    assert failed and failed[0].fields["client"] == "203.0.113.0" and failed[0].fields["peer"] == "127.0.0.1"
+
+
+# -- account life cycle: password change and reset, enable, revoke ---------------------------------------------
+NEW_PASSWORD = "a brand new passphrase 42"
+
+
+def test_self_service_password_change_revokes_old_tokens(client, reg):
+    ensure_user(reg, "wang", Role.duty)
+    phone = _login(client, "wang").json()["access_token"]
+    laptop = _login(client, "wang").json()["access_token"]
+    url = "/api/v1/auth/password"
+    wrong = client.post(url, json={"current_password": "not it at all", "new_password": NEW_PASSWORD},
+                        headers=bearer(laptop))
+    assert wrong.status_code == 403
+    weak = client.post(url, json={"current_password": PASSWORD, "new_password": "short"}, headers=bearer(laptop))
+    assert weak.status_code == 422 and "at least 10" in weak.json()["detail"]
+    assert client.get(ME, headers=bearer(phone)).status_code == 200  # nothing changed yet
+    ok = client.post(url, json={"current_password": PASSWORD, "new_password": NEW_PASSWORD}, headers=bearer(laptop))
+    assert ok.status_code == 200, ok.text
+    for old in (phone, laptop):
+        resp = client.get(ME, headers=bearer(old))
+        assert resp.status_code == 401 and resp.json() == {"detail": "token revoked: log in again"}
+    assert client.get(ME, headers=bearer(ok.json()["access_token"])).status_code == 200
+    assert _login(client, "wang").status_code == 401
+    assert _login(client, "wang", NEW_PASSWORD).status_code == 200
+
+
+def test_admin_resets_disables_enables_and_revokes(client, reg, tokens):
+    admin = bearer(tokens[Role.admin])
+    viewer_token = tokens[Role.viewer]
+    assert client.post("/api/v1/users/viewer/revoke-tokens", headers=bearer(tokens[Role.supervisor])).status_code \
+        == 403
+    assert client.post("/api/v1/users/viewer/revoke-tokens", headers=admin).status_code == 200
+    assert client.get(ME, headers=bearer(viewer_token)).status_code == 401
+    assert _login(client, "viewer").status_code == 200  # revoking tokens does not lock the account
+    reset = client.put("/api/v1/users/viewer/password", json={"new_password": NEW_PASSWORD}, headers=admin)
+    assert reset.status_code == 200 and reset.json()["username"] == "viewer"
+    assert _login(client, "viewer").status_code == 401 and _login(client, "viewer", NEW_PASSWORD).status_code == 200
+    assert client.post("/api/v1/users/viewer/disable", headers=admin).json()["active"] is False
+    assert _login(client, "viewer", NEW_PASSWORD).status_code == 401
+    assert client.post("/api/v1/users/viewer/enable", headers=admin).json()["active"] is True
+    assert _login(client, "viewer", NEW_PASSWORD).status_code == 200
+    assert client.post("/api/v1/users/nobody/enable", headers=admin).status_code == 404
+    assert client.put("/api/v1/users/viewer/password", json={"new_password": "viewer"}, headers=admin).status_code \
+        == 422
+
+
+def test_old_token_refused_after_a_cli_password_change_within_the_cache_time(tmp_path):
+    """The docs: another process refuses a revoked token at the latest SMARTWATER_AUTH_USER_CACHE_S later."""
+    from core.mqtt import wait_for
+
+    cache_s = 1.0
+    settings = Settings(_env_file=None, data_dir=tmp_path, auth_user_cache_s=cache_s)
+    assert sw(["user", "add", "li", "--role", "duty", "--password-stdin"], tmp_path, PASSWORD + "\n").returncode == 0
+    registry = open_registry(settings.db_url)
+    store = open_store(settings.tsdb_url)
+    try:
+        with TestClient(create_app(settings, registry=registry, store=store, stream=False)) as c:
+            token = c.post(LOGIN, json={"username": "li", "password": PASSWORD}).json()["access_token"]
+            assert c.get(ME, headers=bearer(token)).status_code == 200  # cached now
+            res = sw(["user", "password", "li", "--password-stdin"], tmp_path, NEW_PASSWORD + "\n")
+            assert res.returncode == 0 and "revoked" in res.stdout, res.stderr
+            changed = time.monotonic()
+            assert wait_for(lambda: c.get(ME, headers=bearer(token)).status_code == 401, cache_s + 2, 0.05)
+            assert time.monotonic() - changed <= cache_s + 1
+            assert c.post(LOGIN, json={"username": "li", "password": NEW_PASSWORD}).status_code == 200
+            fresh = c.post(LOGIN, json={"username": "li", "password": NEW_PASSWORD}).json()["access_token"]
+            assert sw(["user", "revoke", "li"], tmp_path).returncode == 0
+            assert wait_for(lambda: c.get(ME, headers=bearer(fresh)).status_code == 401, cache_s + 2, 0.05)
+            assert sw(["user", "disable", "li"], tmp_path).returncode == 0
+            res = sw(["user", "enable", "li"], tmp_path)
+            assert res.returncode == 0 and "enabled" in res.stdout
+            assert c.post(LOGIN, json={"username": "li", "password": NEW_PASSWORD}).status_code == 200
+    finally:
+        store.close()
+        registry.close()
+    assert sw(["user", "password", "nobody", "--password-stdin"], tmp_path, NEW_PASSWORD + "\n").returncode == 2
+    assert sw(["user", "enable", "nobody"], tmp_path).returncode == 2

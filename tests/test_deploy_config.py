@@ -45,7 +45,10 @@ def _service_env(svc: dict) -> dict[str, str]:
 def _fill(value: str) -> str:
     """Compose interpolation: ${VAR:-default} → default, ${VAR:?error} → a dummy secret."""
     value = re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", value)
-    return re.sub(r"\$\{[^}]+\}", "x" * 40, value)  # long enough for any secret
+    return re.sub(r"\$\{[^}]+\}", DUMMY_SECRET, value)  # long and random enough for any secret
+
+
+DUMMY_SECRET = "7d3f9b1e5a2c8e04f6b1d9a3c7e5f2b8d0a4c6e1"
 
 
 def _mounts(svc: dict) -> dict[str, str]:
@@ -189,6 +192,9 @@ def test_mosquitto_config_has_no_anonymous_access_and_raised_limits():
     assert not re.search(r"^allow_anonymous true", conf, re.M)
     assert re.search(r"^max_queued_messages (\d+)", conf, re.M).group(1) != "1000"
     assert "autosave_interval 10" in conf
+    # A publisher must not be able to push 20 MB messages through to ingest (dead letters stay small).
+    size_limit = int(re.search(r"^message_size_limit (\d+)$", conf, re.M).group(1))
+    assert DEFAULTS.ingest_max_payload_bytes <= size_limit <= 16 * 1024 * 1024
     passwd = re.search(r"^password_file (\S+)$", conf, re.M).group(1)
     acl = re.search(r"^acl_file (\S+)$", conf, re.M).group(1)
     # start.sh copies the mounted files to exactly the paths the config reads.

@@ -182,3 +182,63 @@ def test_shared_subscription_workers_split_the_stream(settings, registry, store,
     finally:
         for w in workers:
             w.stop()
+
+
+def test_oversized_messages_keep_a_bounded_prefix_size_and_hash(ingestor, publisher, registry, settings):
+    import hashlib
+
+    big = [b'{"ts": "2026-06-28T08:00:00+08:00", "pad": "' + bytes([65 + i]) * (2 * 1024 * 1024) + b'"}'
+           for i in range(2)]
+    assert publisher.wait_all_published([publisher.publish("water/rain/RG9001", p) for p in big])
+    assert wait_for(lambda: registry.count_dead_letters() == 2, 15)
+    letters = sorted(registry.list_dead_letters(reason="oversized"), key=lambda d: d.payload)
+    for d, payload in zip(letters, big):
+        assert d.payload == payload[:settings.dead_letter_keep_bytes]  # the start, not 2 MB
+        assert d.payload_size == len(payload) and d.payload_sha256 == hashlib.sha256(payload).hexdigest()
+
+
+def test_dead_letters_are_pruned_by_age_and_count(registry):
+    from core.dead_letters import dead_letter
+
+    now = utcnow()
+    registry.add_dead_letters([dead_letter("water/rain/X", b"old %d" % i, "invalid_json", "x",
+                                           now - timedelta(days=40)) for i in range(3)])
+    registry.add_dead_letters([dead_letter("water/rain/X", b"new %d" % i, "invalid_json", "x",
+                                           now - timedelta(minutes=i)) for i in range(5)])
+    assert registry.count_dead_letters() == 8
+    assert registry.prune_dead_letters(now, max_count=4, max_age_s=30 * 86400) == 4
+    assert sorted(d.payload for d in registry.list_dead_letters()) == [b"new %d" % i for i in range(1, 5)]
+
+
+def test_dead_letter_api_shows_the_prefix_and_says_it_is_cut(registry, settings):
+    import warnings
+
+    from core.dead_letters import dead_letter
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette.testclient` is deprecated")
+        from fastapi.testclient import TestClient
+
+    from api import create_app
+    from tests.auth_util import auth_headers
+
+    payload = "水位".encode() * 5000  # 30,000 bytes, cut inside a character
+    registry.add_dead_letters([dead_letter("water/rain/X", payload, "oversized", "too big", utcnow(), 4096)])
+    with TestClient(create_app(settings, registry=registry, stream=False)) as c:
+        rows = c.get("/api/v1/dead-letters?reason=oversized", headers=auth_headers(settings, registry)).json()
+    (row,) = rows
+    assert row["payload_truncated"] and row["payload_bytes"] == len(payload) and row["payload_encoding"] == "utf-8"
+    assert len(row["payload"].encode()) <= 4096 and payload.decode().startswith(row["payload"])
+
+
+def test_ingest_applies_dead_letter_retention_with_a_metric(registry, ingestor, publisher):
+    from prometheus_client import REGISTRY
+
+    from core.dead_letters import dead_letter
+
+    registry.add_dead_letters([dead_letter("water/rain/X", b"old", "invalid_json", "x",
+                                           utcnow() - timedelta(days=40)) for _ in range(3)])
+    before = REGISTRY.get_sample_value("smartwater_ingest_dead_letters_pruned_total") or 0.0
+    assert publisher.wait_all_published([publisher.publish("water/rain/RG9001", b"{nope")])
+    assert wait_for(lambda: [d.payload for d in registry.list_dead_letters()] == [b"{nope"], 15)
+    assert REGISTRY.get_sample_value("smartwater_ingest_dead_letters_pruned_total") == before + 3

@@ -565,3 +565,28 @@ def test_times_out_of_range_are_422_not_500(world):
     r = client.post(f"{V1}/issues/{iid}/assign", headers=h["admin"],
                     json={"assignee_kind": "town", "assignee": TOWN_A, "deadline": "9999-12-31T23:59:59-12:00"})
     assert r.status_code == 422, r.text
+
+
+def test_issue_scope_gaps_other_towns_segment_and_unseen_assignee(world):
+    """A chief reporting on another town's segment, a supervisor assigning to another town's chief: refused,
+    nothing changed."""
+    client, h, _ = world
+    before = client.get(f"{V1}/issues", headers=h["admin"]).json()
+    body = {"category": "dumping", "lat": 36.30, "lon": 120.40, "segment_id": "R2-001"}  # town B's segment
+    resp = client.post(f"{V1}/issues", headers=h["v1"], json=body)  # chief V1 is of town A
+    assert resp.status_code == 403 and "R2-001" in resp.json()["detail"], resp.text
+    admin_for_v1 = client.post(f"{V1}/issues", headers=h["admin"], json={**body, "found_by": "V1"})
+    assert admin_for_v1.status_code == 403, admin_for_v1.text
+    assert client.get(f"{V1}/issues", headers=h["admin"]).json() == before
+    assert client.post(f"{V1}/issues", headers=h["v2"], json=body).status_code == 201  # town B's own chief may
+
+    issue = _issue(client, h["v1"])  # on R1-001, town A
+    resp = client.post(f"{V1}/issues/{issue['id']}/assign", headers=h["sup_a"],
+                       json={"assignee_kind": "village", "assignee": "V2"})  # a chief of town B
+    assert resp.status_code == 422 and "outside your town" in resp.json()["detail"], resp.text
+    detail = client.get(f"{V1}/issues/{issue['id']}", headers=h["admin"]).json()
+    assert detail["state"] == "found" and not detail.get("assignee")
+    assert client.get(f"{V1}/issues/{issue['id']}", headers=h["v2"]).status_code == 404  # V2 still cannot see it
+    ok = client.post(f"{V1}/issues/{issue['id']}/assign", headers=h["sup_a"],
+                     json={"assignee_kind": "village", "assignee": "V1"})
+    assert ok.status_code == 200, ok.text

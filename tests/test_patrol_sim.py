@@ -119,7 +119,7 @@ def test_the_simulate_command_runs_patrols_and_refuses_a_future_period(served, m
         future = CliRunner().invoke(app, ["simulate", "--scenario", "patrols", "--days", "3", "--api-url", url,
                                           "--start", datetime.now(SHANGHAI).isoformat()])
         assert future.exit_code == 1 and "must lie in the past" in future.output
-        monkeypatch.setenv("SMARTWATER_AUTH_SECRET", "another-secret-than-the-apis-" + "x" * 8)
+        monkeypatch.setenv("SMARTWATER_AUTH_SECRET", "5e2b8d1f4a7c0e93b6d2f8a1c5e7b3d9f0a4c6e8")  # not the API's key
         get_settings.cache_clear()
         refused = CliRunner().invoke(app, ["simulate", "--scenario", "patrols", "--chiefs", "1", "--days", "7",
                                            "--api-url", url])

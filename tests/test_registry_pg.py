@@ -4,6 +4,7 @@ against PostgreSQL. PostgreSQL: SMARTWATER_TEST_PG_URL, default the local server
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from core.dead_letters import DEFAULT_KEEP_BYTES
 from core.domain import Alert, AlertState, DeadLetter, DutyShift, FloodLimitPeriod
 from core.registry import AlertNotFound, DuplicateRule, RuleNotFound, migrations, open_registry
 from core.rules import Rule, default_rules
@@ -76,8 +78,10 @@ def test_dead_letters_keep_binary_payloads_byte_for_byte(db_registry):
 
     stored = db_registry.list_dead_letters()
     assert [d.reason for d in stored] == list(reversed(payloads))  # newest first
-    for d in stored:
-        assert isinstance(d.payload, bytes) and d.payload == payloads[d.reason], d.reason
+    for d in stored:  # byte for byte, up to the bounded prefix kept (core/dead_letters.py)
+        whole = payloads[d.reason]
+        assert isinstance(d.payload, bytes) and d.payload == whole[:DEFAULT_KEEP_BYTES], d.reason
+        assert d.payload_size == len(whole) and d.payload_sha256 == hashlib.sha256(whole).hexdigest()
         assert d.received_at.tzinfo is not None
     by_reason = {d.reason: d for d in stored}
     assert by_reason["invalid_utf8"].received_at == T0 and by_reason["invalid_utf8"].detail == "detail 0 ✓"

@@ -7,7 +7,7 @@
 from fastapi import APIRouter
 
 from api.routes import alerts, auth, dashboard, dead_letters, health, overview, readings, roster, rules, stations, stream
-from api.routes import bulletin, chiefs, compliance, issues, patrols, photos, rivers
+from api.routes import bulletin, chiefs, compliance, issues, patrols, photos, rivers, users
 from api.schemas import ErrorOut
 
 api_router = APIRouter(prefix="/api/v1", responses={
@@ -15,6 +15,7 @@ api_router = APIRouter(prefix="/api/v1", responses={
     403: {"model": ErrorOut, "description": "the user's role may not do this"},
 })
 api_router.include_router(auth.router)
+api_router.include_router(users.router)
 api_router.include_router(stations.router)
 api_router.include_router(readings.router)
 api_router.include_router(stream.router)  # before alerts: /alerts/stream is not an /alerts/{alert_id}

@@ -23,6 +23,7 @@ from api.patrol_schemas import (BULLETIN_FIELDS, BULLETIN_TOWN_FIELDS, BulletinO
                                 PeriodInfo)
 from api.routes.compliance import From, Month, To, period
 from api.routes.patrol_scope import PatrolsDep
+from core.csvcell import safe_row
 from core.patrols.repo import PatrolRepo
 
 router = APIRouter(tags=["bulletin"])
@@ -84,13 +85,13 @@ def render(repo: PatrolRepo, start: datetime, end: datetime) -> Rendered:
     w.writerow([])
     w.writerow(BULLETIN_FIELDS)
     for r in rows:
-        w.writerow([r.chief_id, r.name, r.level, r.town or "", r.frequency, r.periods_due, r.periods_met, r.required,
-                    r.valid, r.total, "" if r.rate is None else r.rate])
+        w.writerow(safe_row([r.chief_id, r.name, r.level, r.town or "", r.frequency, r.periods_due, r.periods_met,
+                             r.required, r.valid, r.total, "" if r.rate is None else r.rate]))
     w.writerow([])
     w.writerow(BULLETIN_TOWN_FIELDS)
     for x in towns:
-        w.writerow(["" if x.rank is None else x.rank, x.town, x.chiefs, x.required, x.counted,
-                    "" if x.rate is None else x.rate, x.compliant])
+        w.writerow(safe_row(["" if x.rank is None else x.rank, x.town, x.chiefs, x.required, x.counted,
+                             "" if x.rate is None else x.rate, x.compliant]))
     # UTF-8 with a BOM: Excel opens it with the Chinese names intact (without one it guesses the ANSI code page).
     text = "\ufeff" + buf.getvalue()
     name = period.month or "-".join(t.astimezone(repo.tz).strftime("%Y%m%d") for t in (start, end))

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from api.auth import ANY_ROLE, MANAGERS, Principal, require
-from api.errors import not_found
+from api.errors import echo, invalid, not_found
 from api.params import TIME_HELP, parse_time
 from api.patrol_schemas import (FeatureCollectionOut, IssueAssignIn, IssueDetail, IssueOut, IssueRectifyIn,
                                 IssueReportIn, IssueReviewIn)
 from api.routes.patrol_scope import (PatrolsDep, acting_chief, domain_errors, is_chief, scoped_issue,
-                                     scoped_patrol, town_of)
+                                     scoped_patrol, sees_chief, town_of)
 from api.routes.patrols import check_time
 from api.routes.rivers import GeoJSONResponse, geojson_200
 from api.schemas import ErrorOut
@@ -51,11 +51,38 @@ def report_issue(body: IssueReportIn, repo: PatrolsDep, user: Annotated[Principa
             seg_town = None
         if seg_town != town:
             not_found("segment", body.segment_id)
+    if body.segment_id is not None:
+        _check_finder_town(repo, found_by, body.segment_id)
     report = IssueReport(category=body.category, description=body.description, lat=body.lat, lon=body.lon,
                          segment_id=body.segment_id, patrol_id=body.patrol_id, found_at=found_at)
     with domain_errors():
         issue = repo.report_issue(report, found_by=found_by, by=user.username)
     return IssueDetail.from_domain_full(issue, [], repo.clock.now())
+
+
+def _check_finder_town(repo: PatrolRepo, found_by: str, segment_id: str) -> None:
+    """A chief of a town reports issues on that town's segments only (a county chief: anywhere). Otherwise the
+    issue would land in another town's list, and its chief could not see it either."""
+    try:
+        chief_town = repo.get_chief(found_by).town
+        seg_town = repo.get_segment(segment_id).town
+    except NotFound:
+        return  # reported as a 404 by the domain
+    if chief_town is not None and seg_town != chief_town:
+        raise HTTPException(status_code=403, detail=f"forbidden: chief {found_by} of {chief_town} reports issues on "
+                                                    f"{chief_town}'s segments only; segment {segment_id} is in "
+                                                    f"{seg_town}")
+
+
+def _check_assignee(repo: PatrolRepo, user: Principal, assignee: str) -> None:
+    """An assignee that is a chief's id lets that chief see the issue: only a chief the assigner can see."""
+    try:
+        chief = repo.get_chief(assignee)
+    except NotFound:
+        return  # a village, town or department by name
+    if not sees_chief(user, chief):
+        invalid("body", "assignee", f"assignee {echo(assignee)} is a river chief outside your town "
+                                    f"({user.town}): assign within your town, or to a village, town or department")
 
 
 def _detail(repo: PatrolRepo, issue: Issue) -> IssueDetail:
@@ -70,6 +97,7 @@ def _detail(repo: PatrolRepo, issue: Issue) -> IssueDetail:
 def assign_issue(issue_id: IssueId, body: IssueAssignIn, repo: PatrolsDep,
                  user: Annotated[Principal, Depends(MANAGERS)]) -> IssueDetail:
     scoped_issue(repo, user, issue_id)
+    _check_assignee(repo, user, body.assignee)
     at = check_time("at", body.at, repo.clock.now())
     with domain_errors():
         issue = repo.assign_issue(issue_id, body.assignee_kind, body.assignee, at=at, by=user.username,

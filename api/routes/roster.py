@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Path, Query, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Response
 from pydantic import ValidationError
 
-from api.auth import MANAGERS, STAFF
+from api.auth import MANAGERS, STAFF, Principal
 from api.deps import RegistryDep
 from api.errors import domain_invalid, echo, invalid, not_found
 from api.params import MAX_TIME, MIN_TIME, TIME_HELP, parse_time
@@ -22,8 +22,21 @@ UTC = timezone.utc
 # 32-bit: duty_roster.id is INTEGER, and PostgreSQL refuses a larger number in the query itself.
 ShiftId = Annotated[int, Path(ge=1, le=2**31 - 1, description="shift id")]
 _SHIFT_FIELDS = tuple(n for n in DutyShift.model_fields if n != "id")
-# The roster holds e-mail addresses and phone numbers: duty staff and up read it, supervisors and admins change it.
-_READ, _WRITE = [Depends(STAFF)], [Depends(MANAGERS)]
+# The roster holds e-mail addresses and phone numbers: duty staff and up read it, supervisors and admins change it;
+# a town's supervisor only their town's shifts (not district-wide or fallback ones, not another town's).
+_READ = [Depends(STAFF)]
+Manager = Annotated[Principal, Depends(MANAGERS)]
+
+
+def _check_town(user: Principal, shift: DutyShift, verb: str) -> None:
+    if user.district_wide:
+        return
+    if shift.town != user.town or shift.fallback:
+        whose = f"town {shift.town}" if shift.town else "the whole district"
+        if shift.fallback:
+            whose = "the district's fallback"
+        raise HTTPException(status_code=403, detail=f"forbidden: a supervisor of {user.town} may {verb} only "
+                                                    f"{user.town}'s shifts, not one for {whose}")
 
 
 def _utc(name: str, ts: datetime) -> datetime:
@@ -64,8 +77,10 @@ def on_duty(
     return [DutyShiftOut.from_domain(s) for s in registry.on_duty(when, town, kind.value if kind else None)]
 
 
-@router.post("", response_model=DutyShiftOut, status_code=201, summary="Add a shift", dependencies=_WRITE)
-def add_shift(body: Annotated[DutyShiftIn, Body()], registry: RegistryDep) -> DutyShiftOut:  # type: ignore[valid-type]
+@router.post("", response_model=DutyShiftOut, status_code=201, summary="Add a shift",
+             description="A supervisor with a town adds shifts for that town only (403 otherwise).")
+def add_shift(body: Annotated[DutyShiftIn, Body()], registry: RegistryDep,  # type: ignore[valid-type]
+              user: Manager) -> DutyShiftOut:
     data = body.model_dump(exclude_unset=True)  # type: ignore[attr-defined]
     for name in ("starts_at", "ends_at"):
         data[name] = _utc(name, data[name])
@@ -73,12 +88,18 @@ def add_shift(body: Annotated[DutyShiftIn, Body()], registry: RegistryDep) -> Du
         shift = DutyShift.model_validate(data)
     except ValidationError as exc:
         domain_invalid(exc, "body", _SHIFT_FIELDS)
+    _check_town(user, shift, "add")
     return DutyShiftOut.from_domain(registry.add_shift(shift))
 
 
 @router.delete("/{shift_id}", status_code=204, response_class=Response, summary="Remove a shift",
-               responses={404: {"model": ErrorOut, "description": "no shift with this id"}}, dependencies=_WRITE)
-def delete_shift(shift_id: ShiftId, registry: RegistryDep) -> Response:
+               description="A supervisor with a town removes that town's shifts only (403 otherwise).",
+               responses={404: {"model": ErrorOut, "description": "no shift with this id"}})
+def delete_shift(shift_id: ShiftId, registry: RegistryDep, user: Manager) -> Response:
+    shift = registry.get_shift(shift_id)
+    if shift is None:
+        not_found("shift", shift_id)
+    _check_town(user, shift, "remove")
     if not registry.delete_shift(shift_id):
         not_found("shift", shift_id)
     return Response(status_code=204)

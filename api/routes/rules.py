@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 
-from api.auth import MANAGERS, STAFF
+from api.auth import ADMINS, STAFF
 from api.deps import RegistryDep
 from api.errors import conflict, domain_invalid, not_found
 from api.schemas import ErrorOut, RuleIn, RuleOut, RulePatch
@@ -30,8 +30,8 @@ _RULE_ALIASES = {"level": "levels", "windows_h": "levels", "rules apply to": "st
 
 _NOT_FOUND = {404: {"model": ErrorOut, "description": "no rule with this id"}}
 _CONFLICT = {409: {"model": ErrorOut, "description": "another rule has this name"}}
-# Reading rules: duty staff and up; changing them: supervisors and admins.
-_READ, _WRITE = [Depends(STAFF)], [Depends(MANAGERS)]
+# Reading rules: duty staff and up; changing them: admins only, since a rule applies to the whole district.
+_READ, _WRITE = [Depends(STAFF)], [Depends(ADMINS)]
 
 
 def _validate(data: dict[str, Any]) -> Rule:

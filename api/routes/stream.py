@@ -12,9 +12,10 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from api.auth import ANY_ROLE_STREAM, Principal, get_auth
+from api.auth import ANY_ROLE_STREAM, Principal, client_of, get_auth
 from api.schemas import ErrorOut
 from api.stream import AlertStream, StreamClient
+from core.auth import Role
 from core.domain import Severity
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
@@ -35,6 +36,9 @@ data: {"event": "raised", "id": 17, "station_id": "RS0001", "severity": "red", "
 * Notifications are live only: nothing is replayed on reconnect; fetch `GET /api/v1/alerts` for the state.
 * A client that reads too slowly loses the oldest queued notifications; it is then sent
   `event: overflow` with `data: {"dropped": N}` (the total lost so far) — refetch the alert list.
+* Limits: `SMARTWATER_STREAM_MAX_PER_USER` streams per user and `SMARTWATER_STREAM_MAX_PER_ADDRESS` per client
+  address (429 beyond), `SMARTWATER_STREAM_MAX_CLIENTS` in all, of which the last
+  `SMARTWATER_STREAM_RESERVED_STAFF` only for admins, supervisors and duty officers (503 beyond).
 * Needs a token like every endpoint; since a browser's `EventSource` cannot send headers, `?access_token=<token>`
   is accepted here as well. When the token expires (or the account is disabled) the server sends `event: expired`
   (`data: {"reason": "token expired"}`) and ends the stream: log in again and reconnect with the new token.
@@ -70,15 +74,24 @@ class EventStreamResponse(StreamingResponse):
                     await aclose()
 
 
-ACCOUNT_CHECK_S = 60.0  # how often an open stream checks that its user is still active
+ACCOUNT_CHECK_S = 60.0
+# The roles that act on alerts: they may use the slots kept free of chiefs' and viewers' dashboards.
+STAFF_ROLES = frozenset({Role.admin, Role.supervisor, Role.duty})  # how often an open stream checks that its user is still active
 
 
 async def _events(stream: AlertStream, severities: list[str] | None, expires_at: float | None = None,
-                  still_allowed: Callable[[], bool] | None = None) -> AsyncIterator[str]:
+                  still_allowed: Callable[[], bool] | None = None, user: str | None = None,
+                  address: str | None = None, staff: bool = True) -> AsyncIterator[str]:
     """``expires_at``: the token's expiry (epoch seconds); ``still_allowed``: is the account still active (run in a
-    thread about every ACCOUNT_CHECK_S). When either fails the stream ends with ``event: expired``."""
+    thread about every ACCOUNT_CHECK_S). When either fails the stream ends with ``event: expired``.
+    ``user``, ``address``, ``staff``: whose slot this is (``AlertStream.refusal``)."""
+    # Checked again here, where the slot is taken: streams opened together all passed the endpoint's check.
+    refused = stream.refusal(user, address, staff)
+    if refused is not None:
+        yield f"event: refused\ndata: {json.dumps({'reason': refused[1]})}\n\n"
+        return
     # The client is registered here, not in the endpoint: a generator that never starts never runs its finally.
-    client: StreamClient = stream.open_client(severities)
+    client: StreamClient = stream.open_client(severities, user=user, address=address)
     getter: asyncio.Future[str | None] | None = None
     reported_drops = 0
     checked = time.monotonic()
@@ -125,6 +138,8 @@ async def _events(stream: AlertStream, severities: list[str] | None, expires_at:
             response_model=None, response_class=Response,
             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                              "description": "an endless event stream"},
+                       429: {"model": ErrorOut,
+                             "description": "this user or address has too many open streams"},
                        503: {"model": ErrorOut,
                              "description": "the alert stream is not enabled on this server, or has too many clients"}})
 async def alert_stream(
@@ -135,9 +150,12 @@ async def alert_stream(
     stream: AlertStream | None = getattr(request.app.state, "alert_stream", None)
     if stream is None:
         raise HTTPException(status_code=503, detail="the alert stream is not enabled on this server")
-    if stream.full:  # each client holds a queue and a connection: bound both
-        raise HTTPException(status_code=503, detail="too many alert stream clients, try again later",
-                            headers={"Retry-After": "30"})
+    # Each client holds a queue and a connection: bound both, per user, per address and in all.
+    address = client_of(request)[0]
+    staff = user.role in STAFF_ROLES
+    refused = stream.refusal(str(user.user_id), address, staff)
+    if refused is not None:
+        raise HTTPException(status_code=refused[0], detail=refused[1], headers={"Retry-After": "30"})
     severities = [s.value for s in severity] if severity else None
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no buffering in nginx and friends
     auth = get_auth(request)
@@ -150,4 +168,5 @@ async def alert_stream(
         return account is not None and account.active
 
     return EventStreamResponse(_events(stream, severities, expires_at=float(user.token.exp),
-                                       still_allowed=still_allowed), headers=headers)
+                                       still_allowed=still_allowed, user=str(user.user_id), address=address,
+                                       staff=staff), headers=headers)

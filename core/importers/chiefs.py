@@ -9,6 +9,7 @@ from typing import Any, Iterable
 
 from pydantic import ValidationError
 
+from core.csvcell import safe_row
 from core.importers.problems import Problems, csv_records, validation_detail
 from core.patrols.models import Chief, Level
 
@@ -27,7 +28,8 @@ def write_chiefs_csv(chiefs: Iterable[Chief], path: str | Path) -> None:
         w = csv.writer(fh)
         w.writerow(CHIEF_FIELDS)
         for c in chiefs:
-            w.writerow([c.id, c.name, c.level.value, c.town or "", c.village or "", ";".join(c.segment_ids)])
+            w.writerow(safe_row([c.id, c.name, c.level.value, c.town or "", c.village or "",
+                                 ";".join(c.segment_ids)]))  # a name must not run as a spreadsheet formula
 
 
 def load_chiefs_csv(path: str | Path, segment_ids: Iterable[str] | None = None) -> list[Chief]:

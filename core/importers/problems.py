@@ -8,6 +8,8 @@ from typing import Collection, Iterator
 
 from pydantic import ValidationError
 
+from core.csvcell import unquote_cell
+
 MAX_LISTED = 50  # a file wrong in every row: the first problems say enough
 
 
@@ -77,7 +79,7 @@ def csv_records(path: str | Path, fields: Collection[str], required: Collection[
             if len(cells) > len(header):
                 problems.add(f"{path}: row {n}: {len(cells)} cells for {len(header)} header columns")
                 continue
-            yield n, header, cells
+            yield n, header, [unquote_cell(c) for c in cells]  # as written by core.csvcell.safe_row
 
 
 def validation_detail(exc: ValidationError, top: str = "") -> str:

@@ -9,6 +9,7 @@ from typing import Any, Iterable
 from pydantic import ValidationError
 
 from core.domain import FloodLimitPeriod, Station
+from core.csvcell import safe_row
 from core.importers.problems import Problems, csv_records, validation_detail
 
 STATION_FIELDS: tuple[str, ...] = tuple(Station.model_fields)
@@ -69,7 +70,7 @@ def write_stations_csv(stations: Iterable[Station], path: str | Path) -> None:
                 v = getattr(s, f)
                 row.append(_fmt_curve(v) if f == "level_storage" else
                            _fmt_periods(v) if f == "flood_limit_periods" else _fmt(v))
-            writer.writerow(row)
+            writer.writerow(safe_row(row))  # a name must not run as a spreadsheet formula
 
 
 def _station_from_row(row: dict[str, str]) -> Station:

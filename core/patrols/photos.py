@@ -11,6 +11,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.datafiles import private_dir
+
 PHOTO_TYPES = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 PHOTO_DIR = "photos"
 # Clients that do not know better send these; the content decides then.
@@ -68,7 +70,7 @@ def store_photo(data_dir: str | Path, data: bytes, declared_type: str | None = N
     rel = f"{PHOTO_DIR}/{digest[:2]}/{digest}.{PHOTO_TYPES[kind]}"
     target = Path(data_dir) / rel
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target.parent)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".upload-")
         try:
             with os.fdopen(fd, "wb") as fh:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Sequence
 
 from sqlalchemy import create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 
 from core.domain import OPEN_ALERT_STATES, Alert, AlertState, DeadLetter, DutyShift, Station
+from core.datafiles import private_sqlite
+from core.dead_letters import DEFAULT_KEEP_BYTES, bounded
 from core.registry import tables as t
 from core.rules import Rule
 from core.sqlite_wal import switch_to_wal
@@ -46,8 +47,7 @@ def _normalise_db_url(url: str) -> str:
 
 
 def open_registry(url: str) -> "Registry":
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    private_sqlite(url)  # it holds password hashes: 0600 in a 0700 directory
     sqlite = url.startswith("sqlite")
     engine = create_engine(_normalise_db_url(url), pool_pre_ping=True,
                            connect_args={"timeout": 30} if sqlite else {})
@@ -130,13 +130,28 @@ class Registry:
         return {k: n for k, n in rows}
 
     # -- dead letters -----------------------------------------------------
-    def add_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
+    def add_dead_letters(self, letters: Sequence[DeadLetter], keep_bytes: int = DEFAULT_KEEP_BYTES) -> None:
+        """Store dead letters, each cut to ``keep_bytes`` of payload (with its full size and hash)."""
         if not letters:
             return
+        letters = [bounded(d, keep_bytes) for d in letters]
         with self.engine.begin() as conn:
             conn.execute(insert(t.dead_letters), [
                 {"received_at": d.received_at, "topic": d.topic, "payload": d.payload, "reason": d.reason,
-                 "detail": d.detail} for d in letters])
+                 "detail": d.detail, "payload_size": d.payload_size, "payload_sha256": d.payload_sha256}
+                for d in letters])
+
+    def prune_dead_letters(self, now: datetime, max_count: int, max_age_s: float) -> int:
+        """Delete dead letters received before ``now - max_age_s`` and all but the newest ``max_count``; how many."""
+        from sqlalchemy import delete
+
+        dl = t.dead_letters
+        with self.engine.begin() as conn:
+            n = conn.execute(delete(dl).where(dl.c.received_at < now - timedelta(seconds=max_age_s))).rowcount
+            cutoff = conn.scalar(select(dl.c.id).order_by(dl.c.id.desc()).offset(max_count).limit(1))
+            if cutoff is not None:
+                n += conn.execute(delete(dl).where(dl.c.id <= cutoff)).rowcount
+        return int(n or 0)
 
     def list_dead_letters(self, reason: str | None = None, start: datetime | None = None,
                           end: datetime | None = None, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
@@ -149,7 +164,8 @@ class Registry:
             q = q.where(t.dead_letters.c.received_at < end)
         with self.engine.connect() as conn:
             return [DeadLetter(topic=r.topic, payload=r.payload, reason=r.reason, detail=r.detail,
-                               received_at=_aware(r.received_at), id=r.id) for r in conn.execute(q)]
+                               received_at=_aware(r.received_at), id=r.id, payload_size=r.payload_size,
+                               payload_sha256=r.payload_sha256) for r in conn.execute(q)]
 
     def count_dead_letters(self) -> int:
         with self.engine.connect() as conn:
@@ -333,6 +349,15 @@ class Registry:
                 m["starts_at"], m["ends_at"] = _aware(m["starts_at"]), _aware(m["ends_at"])
                 out.append(DutyShift.model_validate(m))
             return out
+
+    def get_shift(self, shift_id: int) -> DutyShift | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.duty_roster).where(t.duty_roster.c.id == shift_id)).first()
+        if row is None:
+            return None
+        m = dict(row._mapping)
+        m["starts_at"], m["ends_at"] = _aware(m["starts_at"]), _aware(m["ends_at"])
+        return DutyShift.model_validate(m)
 
     def delete_shift(self, shift_id: int) -> bool:
         from sqlalchemy import delete

@@ -37,9 +37,11 @@ dead_letters = Table(
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("received_at", UTCDateTime(), nullable=False, index=True),
     Column("topic", Text, nullable=False),
-    Column("payload", LargeBinary, nullable=False),
+    Column("payload", LargeBinary, nullable=False),  # a bounded prefix (core/dead_letters.py)
     Column("reason", String(64), nullable=False, index=True),
     Column("detail", Text, nullable=False),
+    Column("payload_size", BigInteger, nullable=True),
+    Column("payload_sha256", String(64), nullable=True),
 )
 
 alerts = Table(

@@ -29,6 +29,8 @@ users = Table(
     Column("password_hash", String(255), nullable=False),
     Column("active", Boolean, nullable=False, default=True),
     Column("created_at", UTCDateTime, nullable=False),
+    # Tokens carry the generation they were issued in; raising it (a password change, "revoke") refuses them all.
+    Column("token_generation", Integer, nullable=False, default=0, server_default="0"),
     UniqueConstraint("username", name="uq_users_username"),
     UniqueConstraint("chief_id", name="uq_users_chief_id"),  # one login per river chief
     sqlite_autoincrement=True,  # ids are never reused, even after a row is removed by hand
@@ -54,17 +56,28 @@ class UserRepo:
         self.engine = engine
 
     def add(self, user: User) -> User:
-        """Insert a new user; DuplicateUser when the name is taken."""
+        """Insert a new user; DuplicateUser when the name is taken or the river chief has a login already."""
         values = user.model_dump(exclude={"id"})
         values["role"] = user.role.value
         try:
             with self.engine.begin() as conn:
-                if conn.execute(select(users.c.id).where(users.c.username == user.username)).first():
-                    raise DuplicateUser(f"a user named {user.username!r} exists")
+                self._check_free(conn, user)
                 uid = conn.execute(insert(users).values(values)).inserted_primary_key[0]
         except IntegrityError:  # taken by a concurrent insert between the check and ours
+            with self.engine.connect() as conn:
+                self._check_free(conn, user)
             raise DuplicateUser(f"a user named {user.username!r} exists") from None
         return user.model_copy(update={"id": uid})
+
+    @staticmethod
+    def _check_free(conn: Any, user: User) -> None:
+        if conn.execute(select(users.c.id).where(users.c.username == user.username)).first():
+            raise DuplicateUser(f"a user named {user.username!r} exists")
+        if user.chief_id is not None:
+            other = conn.execute(select(users.c.username).where(users.c.chief_id == user.chief_id)).scalar()
+            if other is not None:
+                raise DuplicateUser(f"river chief {user.chief_id!r} already has a login: user {other!r} (one login "
+                                    "per chief; disable that one or use it)")
 
     def get(self, username: str) -> User | None:
         with self.engine.connect() as conn:
@@ -87,8 +100,17 @@ class UserRepo:
     def set_active(self, username: str, active: bool) -> User:
         return self._update(username, active=active)
 
-    def set_password_hash(self, username: str, password_hash: str) -> User:
+    def set_password_hash(self, username: str, password_hash: str, revoke_tokens: bool = False) -> User:
+        """A new password hash (a rehash keeps the tokens; a changed password revokes them with ``revoke_tokens``)."""
+        if revoke_tokens:
+            return self._update(username, password_hash=password_hash,
+                                token_generation=users.c.token_generation + 1)
         return self._update(username, password_hash=password_hash)
+
+    def revoke_tokens(self, username: str) -> User:
+        """Every token issued to the user so far is refused from now on (by a running API within
+        ``auth_user_cache_s``)."""
+        return self._update(username, token_generation=users.c.token_generation + 1)
 
     def _update(self, username: str, **values: Any) -> User:
         name = normalise_username(username)

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
+from core.datafiles import private_file
 from core.domain import Reading
 from core.sqlite_wal import switch_to_wal
 from core.timeutil import from_ms, to_ms
@@ -40,7 +41,8 @@ _SQL_AGG = {"mean": "AVG(value)", "min": "MIN(value)", "max": "MAX(value)", "sum
 class SQLiteStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if str(self.path) != ":memory:":
+            private_file(self.path)  # 0600 in a 0700 directory, as every data file
         # One connection shared across threads behind a lock; WAL lets readers in other
         # processes (the API under `smartwater run api`) read while ingest writes.
         self._conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30, isolation_level=None)
