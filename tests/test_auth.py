@@ -121,6 +121,7 @@ WRITE_SCOPES = {
     ("POST", "/api/v1/duty-roster"): "town",
     ("DELETE", "/api/v1/duty-roster/{shift_id}"): "town",
     ("POST", "/api/v1/patrols"): "own",
+    ("POST", "/api/v1/patrols/import"): "district",  # admins only: paper records of any chief
     ("POST", "/api/v1/patrols/{patrol_id}/points"): "own",
     ("POST", "/api/v1/patrols/{patrol_id}/finish"): "own",
     ("POST", "/api/v1/patrols/{patrol_id}/photos"): "own",
