@@ -58,15 +58,15 @@ class Hj212Framer:
             digits = bytes(buf[2:6])
             if not digits.isdigit():
                 out.append(Junk(bytes(buf[:6]), "bad_frame", f"length {digits!r} is not four digits"))
-                del buf[:2]
-                self.quiet = 4
+                del buf[:1]
+                self.quiet = 5
                 continue
             total = 6 + int(digits) + 6
             if total > self.max_frame:
                 out.append(Junk(bytes(buf[:6]), "oversized", f"length field says {total} bytes, limit "
                                                                 f"{self.max_frame}"))
-                del buf[:2]
-                self.quiet = 4
+                del buf[:1]
+                self.quiet = 5
                 continue
             if len(buf) < total:
                 return out
@@ -74,8 +74,8 @@ class Hj212Framer:
             why = _check(frame)
             if why:
                 out.append(Junk(frame, why[0], why[1]))
-                del buf[:2]
-                self.quiet = total - 2
+                del buf[:1]
+                self.quiet = total - 1
                 continue
             out.append(frame)
             del buf[:total]

@@ -176,8 +176,21 @@ def route(msg: Message, mapping: Mapping, stations: TMapping[str, str], zone: tz
         if not spec.min <= value <= spec.max:
             out.out_of_range.append(f"{o.code}={o.value:g} -> {t.metric}={value:g} outside {spec.min:g}..{spec.max:g}")
             continue
-        out.readings.setdefault((kind, station), []).append((ts, t.metric, value))
+        out.readings.setdefault((kind, station), []).append((ts, t.metric, value, o.code))
+    _one_code_per_metric(out)
     return out
+
+
+def _one_code_per_metric(out: Routed) -> None:
+    """Two elements of one report may give the same metric (SL 651 hourly reports carry twelve 5-minute rain
+    amounts and the hour's rain): the finer series (more values) wins, so nothing is counted twice."""
+    for key, rows in out.readings.items():
+        codes: dict[str, dict[str, int]] = {}
+        for _ts, metric, _v, code in rows:
+            per = codes.setdefault(metric, {})
+            per[code] = per.get(code, 0) + 1
+        keep = {metric: max(per, key=lambda c: (per[c], c)) for metric, per in codes.items()}
+        out.readings[key] = [(ts, metric, v) for ts, metric, v, code in rows if keep[metric] == code]
 
 
 def _station_for(metric: str, stations: TMapping[str, str], preferred: str | None) -> str | None:

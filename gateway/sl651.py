@@ -79,13 +79,13 @@ class Sl651Framer:
             if start_char not in (STX, SYN):
                 out.append(Junk(bytes(buf[:HEADER]), "bad_frame", f"start character {start_char:02X}, expected "
                                                                      "STX (02) or SYN (16)"))
-                del buf[:2]
+                del buf[:1]
                 continue
             total = OVERHEAD + length  # with SYN, the 3 packet bytes count in the length
             if total > self.max_frame:
                 out.append(Junk(bytes(buf[:HEADER]), "oversized", f"length field says {total} bytes, limit "
                                                                      f"{self.max_frame}"))
-                del buf[:2]
+                del buf[:1]
                 continue
             if len(buf) < total:
                 return out
@@ -95,10 +95,10 @@ class Sl651Framer:
             if got != want or frame[-3] not in ENDS:
                 why = (f"CRC {got:04X}, computed {want:04X}" if got != want
                        else f"end character {frame[-3]:02X} is not one of ETX/ETB/ENQ/EOT/ACK/NAK/ESC")
-                # The length may lie: give up only the start bytes and look for the next frame inside.
+                # The length may lie: give up one byte and look for the next frame inside (7E 7E 7E: one byte early).
                 out.append(Junk(frame, "bad_crc" if got != want else "bad_frame", why, nak=_nak_for(frame)))
-                del buf[:2]
-                self.quiet = total - 2
+                del buf[:1]
+                self.quiet = total - 1
                 continue
             out.append(frame)
             del buf[:total]
