@@ -55,6 +55,8 @@ SERVICE_ACL: dict[str, tuple[tuple[str, str], ...]] = {
     "alerts": (("read", f"{TOPIC_ROOT}/#"), ("write", f"{TOPIC_ROOT}/alerts/#"), ("write", f"{TOPIC_ROOT}/reports/#")),
     "api": (("read", f"{TOPIC_ROOT}/alerts/#"),),
     "simulator": tuple(("write", f"{TOPIC_ROOT}/{kind}/+") for kind in KINDS),
+    # The field-protocol gateway publishes for every station an SL 651 or HJ 212 device feeds.
+    "gateway": tuple(("write", f"{TOPIC_ROOT}/{kind}/+") for kind in KINDS),
     # The broker's health check in docker-compose.yml reads one $SYS topic, nothing else.
     "health": (("read", "$SYS/broker/uptime"),),
 }
@@ -226,7 +228,8 @@ def write_credentials(stations: Iterable[Station], out_dir: Path, *, rotate: boo
 # CLI: smartwater devices …
 # ---------------------------------------------------------------------------------------------------------
 
-devices_app = typer.Typer(no_args_is_help=True, help="Broker accounts of the stations (RTUs) and the services.")
+devices_app = typer.Typer(no_args_is_help=True, help="Field devices the gateway hears (SL 651 RTUs, HJ 212 analysers: "
+                          "add, list, remove, import) and the broker accounts of stations and services (credentials).")
 
 
 @devices_app.command("credentials")
