@@ -269,6 +269,11 @@ class GatewayService:
             self._count(name, exc.reason)
             self._dead(conn, frame, exc.reason, exc.detail)
             return
+        except Exception as exc:  # noqa: BLE001 - a decoder bug must cost this frame only, never the gateway
+            log.exception("frame could not be decoded", extra=kv(protocol=name, peer=conn.peer))
+            self._count(name, "undecodable")
+            self._dead(conn, frame, "undecodable", f"{type(exc).__name__}: {exc}"[:500])
+            return
         device = self.directory.lookup(name, msg.device)
         if device is None:
             self._refuse(conn, msg, "unknown_device", f"{name} device {msg.device} is not registered "
