@@ -147,6 +147,11 @@ def route(msg: Message, mapping: Mapping, stations: TMapping[str, str], zone: tz
     table = mapping.tables[msg.protocol]
     preferred = mapping.station_kinds.get(msg.station_type or "", None) if msg.protocol == "sl651" else None
     codes_present = {o.code for o in msg.observations}
+    utc_of: dict[datetime, datetime] = {}   # a report's values share a few times: convert each once
+    station_of: dict[str, str | None] = {}
+    codes: dict[tuple[str, str], list[str]] = {}
+    first_code: dict[tuple, str] = {}
+    clash = False
     for o in msg.observations:
         t = table.get(o.code)
         if t is None or (t.metric is None and t.health is None):
@@ -158,11 +163,15 @@ def route(msg: Message, mapping: Mapping, stations: TMapping[str, str], zone: tz
         if o.flag != "N":
             out.withheld.append((o.code, o.value, o.flag))
             continue
-        station = _station_for(t.metric, stations, preferred)
+        station = station_of.get(t.metric, "")
+        if station == "":
+            station = station_of[t.metric] = _station_for(t.metric, stations, preferred)
         if station is None:
             out.unmapped[o.code] = out.unmapped.get(o.code, 0) + 1
             continue
-        ts = o.local_time.replace(tzinfo=zone).astimezone(timezone.utc)
+        ts = utc_of.get(o.local_time)
+        if ts is None:
+            ts = utc_of[o.local_time] = o.local_time.replace(tzinfo=zone).astimezone(timezone.utc)
         value = o.value * t.scale
         if t.cumulative:
             inc = cumulative.increment(msg.device, o.code, ts, value) if cumulative is not None else None
@@ -176,21 +185,26 @@ def route(msg: Message, mapping: Mapping, stations: TMapping[str, str], zone: tz
         if not spec.min <= value <= spec.max:
             out.out_of_range.append(f"{o.code}={o.value:g} -> {t.metric}={value:g} outside {spec.min:g}..{spec.max:g}")
             continue
-        out.readings.setdefault((kind, station), []).append((ts, t.metric, value, o.code))
-    _one_code_per_metric(out)
+        key = (kind, station)
+        out.readings.setdefault(key, []).append((ts, t.metric, value))
+        codes.setdefault(key, []).append(o.code)
+        first = first_code.setdefault((key, t.metric), o.code)
+        clash = clash or first != o.code
+    if clash:
+        _one_code_per_metric(out, codes)
     return out
 
 
-def _one_code_per_metric(out: Routed) -> None:
+def _one_code_per_metric(out: Routed, codes: dict[tuple[str, str], list[str]]) -> None:
     """Two elements of one report may give the same metric (SL 651 hourly reports carry twelve 5-minute rain
     amounts and the hour's rain): the finer series (more values) wins, so nothing is counted twice."""
     for key, rows in out.readings.items():
-        codes: dict[str, dict[str, int]] = {}
-        for _ts, metric, _v, code in rows:
-            per = codes.setdefault(metric, {})
-            per[code] = per.get(code, 0) + 1
-        keep = {metric: max(per, key=lambda c: (per[c], c)) for metric, per in codes.items()}
-        out.readings[key] = [(ts, metric, v) for ts, metric, v, code in rows if keep[metric] == code]
+        per: dict[str, dict[str, int]] = {}
+        for (_ts, metric, _v), code in zip(rows, codes[key]):
+            n = per.setdefault(metric, {})
+            n[code] = n.get(code, 0) + 1
+        keep = {metric: max(n, key=lambda c: (n[c], c)) for metric, n in per.items()}
+        out.readings[key] = [row for row, code in zip(rows, codes[key]) if keep[row[1]] == code]
 
 
 def _station_for(metric: str, stations: TMapping[str, str], preferred: str | None) -> str | None:

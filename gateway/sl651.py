@@ -12,6 +12,7 @@ station type names the station, 04 gives the time step of a uniform-interval bat
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from gateway.crc import crc16_modbus
 from gateway.protocol import FrameError, Junk, Message, Observation
@@ -119,28 +120,41 @@ def _is_bcd(b: bytes) -> bool:
     return all((x >> 4) < 10 and (x & 0x0F) < 10 for x in b)
 
 
+@lru_cache(maxsize=4096)  # many stations report the same minutes: most times are a cache hit
 def bcd_time(b: bytes) -> datetime:
     """yyMMddHHmm[ss] BCD → naive local datetime (years 2000-2099)."""
     digits = b.hex()
     if not digits.isdigit():
         raise FrameError("bad_time", f"time {digits.upper()} is not BCD")
-    parts = [int(digits[i:i + 2]) for i in range(0, len(digits), 2)]
     try:
-        return datetime(2000 + parts[0], parts[1], parts[2], parts[3], parts[4], parts[5] if len(parts) > 5 else 0)
+        return datetime(2000 + int(digits[0:2]), int(digits[2:4]), int(digits[4:6]), int(digits[6:8]),
+                        int(digits[8:10]), int(digits[10:12]) if len(digits) > 10 else 0)
     except ValueError as exc:
         raise FrameError("bad_time", f"time {digits} is not a date: {exc}") from None
 
 
+_SCALE = tuple(10.0 ** d for d in range(8))
+
+
 def bcd_value(b: bytes, decimals: int) -> float | None:
     """A BCD element value; a leading FF byte makes it negative; all FF (or AA) means no data. Raises on non-BCD."""
-    if not b or all(x == 0xFF for x in b) or all(x == 0xAA for x in b):
+    n = len(b)
+    if not n:
         return None
-    negative = b[0] == 0xFF
-    digits = (b[1:] if negative else b).hex()
+    first = b[0]
+    if first == 0xFF:
+        if b.count(0xFF) == n:
+            return None
+        digits = b[1:].hex()
+        if not digits.isdigit():
+            raise ValueError(digits.upper())
+        return -int(digits) / _SCALE[decimals]
+    if first == 0xAA and b.count(0xAA) == n:
+        return None
+    digits = b.hex()
     if not digits.isdigit():
         raise ValueError(digits.upper())
-    v = int(digits) / (10 ** decimals) if decimals else float(int(digits))
-    return -v if negative else v
+    return int(digits) / _SCALE[decimals]
 
 
 def encode_bcd(value: float, nbytes: int, decimals: int) -> bytes:
