@@ -161,17 +161,30 @@ def _status(pid: int, key: str) -> float:
     return float("nan")
 
 
+def _sockets(pid: int) -> int:
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass
+    return n
+
+
 # -- 2. connections held -------------------------------------------------------------------------------------------
 def bench_connections(work: Path, n: int) -> dict:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * n + 512)), hard))
     rig = Rig(work, n)
+    health_port = free_port()
+    rig.env["SMARTWATER_GATEWAY_METRICS_PORT"] = str(health_port)
     try:
         gw = rig.start_gateway()
         rss_idle = _status(gw.pid, "VmRSS")
+        sockets_idle = _sockets(gw.pid)
         now_local = utcnow().astimezone(SHANGHAI).replace(tzinfo=None, microsecond=0)
 
-        async def hold() -> tuple[int, float, float]:
+        async def hold() -> tuple[int, int, float, float]:
             writers = []
             for i in range(n):
                 _r, w = await asyncio.open_connection("127.0.0.1", rig.sl651_port)
@@ -180,14 +193,16 @@ def bench_connections(work: Path, n: int) -> dict:
                 if i % 200 == 199:
                     await asyncio.gather(*(x.drain() for x in writers[-200:]))
             await asyncio.sleep(3)  # every keep-alive read and handled
-            held = sum(1 for w in writers if not w.is_closing())
+            sockets = _sockets(gw.pid) - sockets_idle
+            import httpx
+            held = httpx.get(f"http://127.0.0.1:{health_port}/healthz", timeout=10).json()["connections"]
             rss, hwm = _status(gw.pid, "VmRSS"), _status(gw.pid, "VmHWM")
             for w in writers:
                 w.close()
-            return held, rss, hwm
+            return held, sockets, rss, hwm
 
-        held, rss, hwm = asyncio.run(hold())
-        rec = {"case": "gateway/connections", "connections": n, "held": held, "rss_idle_mb": round(rss_idle, 1),
+        held, sockets, rss, hwm = asyncio.run(hold())
+        rec = {"case": "gateway/connections", "connections": n, "held": held, "new_sockets": sockets, "rss_idle_mb": round(rss_idle, 1),
                "rss_mb": round(rss, 1), "peak_rss_mb": round(hwm, 1),
                "kb_per_connection": round((rss - rss_idle) * 1024 / max(1, n), 1)}
         _emit(rec)
@@ -225,7 +240,7 @@ def bench_latency(work: Path, devices: int, rate: float, seconds: float) -> dict
                 frame = sl651.encode(f"{d:010d}", 0x32, j, t, station_type=0x48,
                                      groups=[(t, [(0x39, 8.0 + j % 100 / 100, 4, 3), (0x38, 12.3, 2, 2)])])
                 began = time.monotonic()
-                sent[(f"RV{d:05d}", t.replace(tzinfo=SHANGHAI).astimezone(timezone.utc))] = began
+                sent[(f"RV{d:05d}", int(t.replace(tzinfo=SHANGHAI).timestamp() * 1000))] = began
                 writer.write(frame)
                 got = False
                 while not got:
@@ -234,25 +249,35 @@ def bench_latency(work: Path, devices: int, rate: float, seconds: float) -> dict
                 confirm_ms.append((time.monotonic() - began) * 1000)
             writer.close()
 
+        # Every report's (station, data time in ms), in data-time order: the poller reads only from the oldest
+        # one not yet seen, so each poll costs the recent rows, not the whole table.
+        expected = sorted(((f"RV{d:05d}", int((base + timedelta(minutes=j * devices + d)).replace(tzinfo=SHANGHAI)
+                                               .timestamp() * 1000)) for d in range(devices) for j in range(per_device)),
+                          key=lambda k: k[1])
+
         def poll() -> None:
             import sqlite3
             con = sqlite3.connect(rig.tsdb_url.removeprefix("sqlite:///"), timeout=5)
             seen: set = set()
-            while not done.is_set() or len(seen) < len(sent):
+            oldest = 0
+            while oldest < len(expected):
                 now = time.monotonic()
                 try:
-                    rows = con.execute("SELECT station_id, ts FROM readings WHERE metric = 'water_level_m'").fetchall()
+                    rows = con.execute("SELECT station_id, ts_ms FROM readings WHERE metric = 'water_level_m' "
+                                       "AND ts_ms >= ?", (expected[oldest][1],)).fetchall()
                 except sqlite3.Error:
                     rows = []
-                for sid, ts in rows:
-                    key = (sid, _ts(ts))
+                for sid, ts_ms in rows:
+                    key = (sid, ts_ms)
                     if key not in seen and key in sent:
                         seen.add(key)
                         stored_ms.append((now - sent[key]) * 1000)
-                if done.is_set() and time.monotonic() - last_change[0] > 10:
-                    break
+                while oldest < len(expected) and expected[oldest] in seen:
+                    oldest += 1
                 if len(seen) != last_change[1]:
                     last_change[:] = [time.monotonic(), len(seen)]
+                elif done.is_set() and time.monotonic() - last_change[0] > 10:
+                    break  # nothing new for 10 s after the last report: the rest is missing
                 time.sleep(0.02)
             con.close()
 
@@ -281,13 +306,6 @@ def bench_latency(work: Path, devices: int, rate: float, seconds: float) -> dict
         return rec
     finally:
         rig.close()
-
-
-def _ts(value) -> datetime:
-    if isinstance(value, (int, float)):
-        return datetime.fromtimestamp(value / 1000 if value > 1e11 else value, timezone.utc)
-    ts = datetime.fromisoformat(str(value))
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
 def _r(v: float | None) -> float | None:
