@@ -143,3 +143,54 @@ class SimulatedDevice:
 
 async def run_fleet(devices: list[SimulatedDevice], stop: asyncio.Event | None = None) -> None:
     await asyncio.gather(*(d.run(stop) for d in devices))
+
+
+class FieldFleet:
+    """Simulated devices as a start/stop component (the demo): their own thread and event loop.
+
+    ``port_of`` gives the gateway's port per protocol at start, so the fleet can be built before the gateway
+    listens (on a free port)."""
+
+    def __init__(self, devices: list[SimulatedDevice], port_of=None) -> None:
+        self.devices = devices
+        self.port_of = port_of
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+        self._thread = None
+
+    @property
+    def confirmed(self) -> int:
+        return sum(len(d.confirmed) for d in self.devices)
+
+    def start(self) -> None:
+        import threading
+
+        if self.port_of is not None:
+            for d in self.devices:
+                d.port = self.port_of(d.protocol)
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            self._task = loop.create_task(run_fleet(self.devices))
+            ready.set()
+            try:
+                loop.run_until_complete(self._task)
+            except asyncio.CancelledError:
+                pass
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="field-devices", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._task is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._task.cancel)
+            except RuntimeError:
+                pass  # the loop ended by itself: every report was sent
+        if self._thread is not None:
+            self._thread.join(10)
