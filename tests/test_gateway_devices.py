@@ -157,3 +157,36 @@ def test_route_keeps_flagged_values_out_and_derives_cumulative_rain():
                                 Observation("20", datetime(2024, 2, 29, 8, 10), 1.0)]),
                  mapping, {"RG1": "rain"}, SHANGHAI, state)
     assert [v for _, _, v in both.readings[("rain", "RG1")]] == [1.0]
+
+
+# -- the API ---------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def api(settings, registry, stations):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from core.tsdb import open_store
+    from tests.auth_util import auth_headers
+
+    store = open_store(settings.tsdb_url)
+    with TestClient(create_app(settings, registry=registry, store=store, stream=False),
+                    headers=auth_headers(settings, registry)) as c:  # an admin
+        yield c
+    store.close()
+
+
+def test_api_registers_lists_and_removes_devices(api):
+    body = {"protocol": "sl651", "address": "0012345678", "password": "1234", "station_ids": ["RG9001", "RV9001"]}
+    created = api.post("/api/v1/devices", json=body)
+    assert created.status_code == 201, created.text
+    assert created.json()["has_password"] and "password" not in created.json()
+    assert api.post("/api/v1/devices", json=body).status_code == 409
+    bad = api.post("/api/v1/devices", json={**body, "address": "12"})
+    assert bad.status_code == 422 and "10 digits" in bad.text
+    unknown = api.post("/api/v1/devices", json={"protocol": "hj212", "address": "QA1", "station_ids": ["NOPE"]})
+    assert unknown.status_code == 422 and "NOPE" in unknown.text
+    listed = api.get("/api/v1/devices").json()
+    assert [(d["address"], d["station_ids"]) for d in listed] == [("0012345678", ["RG9001", "RV9001"])]
+    assert api.delete("/api/v1/devices/sl651/0012345678").status_code == 204
+    assert api.delete("/api/v1/devices/sl651/0012345678").status_code == 404
+    assert api.get("/api/v1/devices").json() == []
