@@ -377,9 +377,8 @@ class GatewayService:
     # -- multi-packet messages -----------------------------------------------------------------------------------
     def _collect(self, msg: Message) -> Message | None:
         total, number = msg.part
+        # SL 651 packets after the first carry no serial number: one message per device and function at a time.
         key = (msg.protocol, msg.device, msg.function, msg.qn if msg.protocol == "hj212" else None)
-        if msg.protocol == "sl651" and number == 1:
-            key = (msg.protocol, msg.device, msg.function, None)
         pending = self._pending.get(key)
         if pending is None or pending.total != total:
             pending = self._pending[key] = _Pending({}, total, time.monotonic())

@@ -210,3 +210,32 @@ def test_device_clock_far_off_is_flagged(settings, registry, devices):
         assert gw.drift[f"sl651:{RTU}"] == pytest.approx(110 * 60)
     finally:
         gw.stop()
+
+
+def test_split_messages_join_and_incomplete_ones_become_dead_letters(settings, registry, devices, store):
+    gw = _gateway(settings, registry, gateway_multipacket_timeout_s=0.5)
+    ing = Ingestor(settings, registry, store)
+    ing.start()
+    try:
+        assert ing.wait_connected(10)
+        t = LEAP_MORNING
+        a = hj212.encode(ANALYSER, "2011", t, {"w01001": (7.3, "N")}, password="123456", part=(2, 1))
+        b = hj212.encode(ANALYSER, "2011", t, {"w01003": (0.6, "N")}, password="123456", part=(2, 2))
+        got, _ = _exchange(gw.ports["hj212"], a + b, read_for=1.0)
+        assert got.count(b"CN=9014") == 1  # one answer, for the whole message
+        t0 = datetime(2024, 2, 28, tzinfo=UTC)
+        assert wait_for(lambda: len(store.query("VW9001", None, t0, t0 + timedelta(days=2))) == 2, 15)
+        # the first of three SL 651 packets, then nothing: a dead letter once the wait is over
+        frame = sl651.encode(RTU, 0x32, 9, t, password="1234", groups=[(t, [(0x39, 9.9, 4, 3), (0x38, 12.0, 2, 2)])])
+        first = sl651.split_m3(frame, 10)[0]
+        got, _ = _exchange(gw.ports["sl651"], first, read_for=0.5)
+        assert sl651.Sl651Framer().feed(got)[0][-3] == sl651.ACK  # "continue"
+        assert wait_for(lambda: any(d.reason == "incomplete_multipacket" for d in registry.list_dead_letters()), 15)
+        # an endless frame (length 9999 > the limit) is refused at once; the connection still works afterwards
+        ping = hj212.wrap(f"QN=20240229080000000;ST=21;CN=9999;PW=123456;MN={ANALYSER};Flag=5;CP=&&&&")
+        got, closed = _exchange(gw.ports["hj212"], b"##9999" + b"x" * 5000 + ping, read_for=1.0)
+        assert b"CN=9013" in got and not closed
+        assert wait_for(lambda: any(d.reason == "oversized" for d in registry.list_dead_letters()), 5)
+    finally:
+        ing.stop()
+        gw.stop()
