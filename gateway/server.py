@@ -289,7 +289,8 @@ class GatewayService:
         conn.device = msg.device
         now = self.clock()
         now_local = now.astimezone(self.zone).replace(tzinfo=None)
-        self._check_clock(conn, msg, now)
+        drift = self._check_clock(conn, msg, now)
+        health = {"clock_drift_s": round(drift, 1)} if drift is not None else {}
         if msg.part is not None:
             whole = self._collect(msg)
             if whole is None:
@@ -302,7 +303,7 @@ class GatewayService:
             msg = whole
         if not msg.carries_data:
             self._count(name, "no_data")
-            self.directory.count(device, {}, now)
+            self.directory.count(device, {}, now, health)
             reply = codec.confirm(msg, now_local)
             if reply:
                 writer.write(reply)
@@ -328,7 +329,7 @@ class GatewayService:
                 raise _Drop() from None
             m.READINGS.labels(name).inc(routed.count)
         self._count(name, "published")
-        self.directory.count(device, routed.unmapped, now)
+        self.directory.count(device, routed.unmapped, now, {**health, **routed.health})
         reply = codec.confirm(msg, now_local)
         if reply:
             writer.write(reply)
@@ -343,9 +344,10 @@ class GatewayService:
                                                   reason=reason))
         self._dead(conn, msg.raw, reason, detail)
 
-    def _check_clock(self, conn: _Conn, msg: Message, now: datetime) -> None:
+    def _check_clock(self, conn: _Conn, msg: Message, now: datetime) -> float | None:
+        """Seconds the device's clock is ahead of ours (None: the frame carries no send time)."""
         if msg.sent_local is None:
-            return
+            return None
         sent = msg.sent_local.replace(tzinfo=self.zone)
         drift = (sent - now).total_seconds()
         self.drift[f"{msg.protocol}:{msg.device}"] = drift
@@ -356,6 +358,7 @@ class GatewayService:
                 conn.logged.add("clock")
                 log.warning("device clock is off: a data-quality problem (times are taken as the device sends them)",
                             extra=kv(protocol=msg.protocol, device=msg.device, drift_s=round(drift)))
+        return drift
 
     def _side_effects(self, conn: _Conn, name: str, device, msg: Message, routed, frame: bytes) -> None:
         for code, n in routed.unmapped.items():

@@ -34,6 +34,7 @@ class DeviceDirectory:
         self._lock = threading.Lock()
         self._unmapped: dict[tuple[str, str], dict[str, int]] = {}
         self._seen: dict[tuple[str, str], datetime] = {}
+        self._health: dict[tuple[str, str], dict[str, float]] = {}
         self.loaded_at = 0.0
 
     def refresh(self) -> None:
@@ -63,10 +64,13 @@ class DeviceDirectory:
     def cached_password(self, device: FieldDevice, password: str | None) -> bool | None:
         return self._passwords.get((device.id, device.password_hash, password))
 
-    def count(self, device: FieldDevice, unmapped: dict[str, int], seen: datetime) -> None:
+    def count(self, device: FieldDevice, unmapped: dict[str, int], seen: datetime,
+              health: dict[str, float] | None = None) -> None:
         key = (device.protocol, device.address)
         with self._lock:
             self._seen[key] = seen
+            if health:
+                self._health.setdefault(key, {}).update(health)
             if unmapped:
                 mine = self._unmapped.setdefault(key, {})
                 for code, n in unmapped.items():
@@ -76,9 +80,11 @@ class DeviceDirectory:
         with self._lock:
             unmapped, self._unmapped = self._unmapped, {}
             seen, self._seen = self._seen, {}
-        keys = set(unmapped) | set(seen)
+            health, self._health = self._health, {}
+        keys = set(unmapped) | set(seen) | set(health)
         if keys:
-            self.repo.record_activity((p, a, unmapped.get((p, a), {}), seen.get((p, a))) for p, a in keys)
+            self.repo.record_activity((p, a, unmapped.get((p, a), {}), seen.get((p, a)), health.get((p, a), {}))
+                                      for p, a in keys)
 
 
 class DeadLetterWriter:

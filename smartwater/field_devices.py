@@ -107,12 +107,18 @@ def list_cmd(protocol: Optional[str] = typer.Option(None, "--protocol", help="On
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("protocol", "address / MN", "stations", "password", "unmapped values (code: count)", "last seen")
+    table = Table()
+    table.add_column("protocol", no_wrap=True)
+    table.add_column("address / MN", no_wrap=True)
+    for name in ("stations", "password", "unmapped (code: n)", "battery", "clock", "last seen"):
+        table.add_column(name)
     for d in rows:
         unmapped = ", ".join(f"{c}: {n}" for c, n in sorted(d.unmapped.items())) or "-"
         seen = d.last_seen_at.isoformat(timespec="seconds") if d.last_seen_at else "never"
+        battery = f"{d.health['battery_v']:.2f} V" if "battery_v" in d.health else "-"
+        clock = f"{d.health['clock_drift_s']:+.0f} s" if "clock_drift_s" in d.health else "-"
         table.add_row(d.protocol, d.address, ", ".join(d.station_ids), "checked" if d.has_password else "-",
-                      unmapped, seen)
+                      unmapped, battery, clock, seen)
     Console().print(table)
     if not rows:
         typer.echo("no field devices: add one with `smartwater devices add`", err=True)

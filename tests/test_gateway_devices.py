@@ -44,9 +44,11 @@ def test_repo_add_get_remove_and_password(db_registry):
         repo.add(DeviceIn(protocol="sl651", address="0012345678", station_ids=["RG1"]), NOW)
     repo.add(DeviceIn(protocol="sl651", address="0012345678", station_ids=["RG1"]), NOW, replace=True)
     assert not repo.get("sl651", "0012345678").has_password
-    repo.record_activity([("sl651", "0012345678", {"4C": 2}, NOW), ("sl651", "0012345678", {"4C": 1, "03": 1}, None)])
+    repo.record_activity([("sl651", "0012345678", {"4C": 2}, NOW, {"battery_v": 12.1}),
+                          ("sl651", "0012345678", {"4C": 1, "03": 1}, None, {"clock_drift_s": -3.0})])
     got = repo.get("sl651", "0012345678")
     assert got.unmapped == {"4C": 3, "03": 1} and got.last_seen_at == NOW
+    assert got.health == {"battery_v": 12.1, "clock_drift_s": -3.0}
     repo.remove("sl651", "0012345678")
     with pytest.raises(DeviceNotFound):
         repo.remove("sl651", "0012345678")

@@ -208,6 +208,8 @@ def test_device_clock_far_off_is_flagged(settings, registry, devices):
         _exchange(gw.ports["sl651"], frame, read_for=0.5)
         assert wait_for(lambda: gw.stats["clock_drift"] == 1, 5)
         assert gw.drift[f"sl651:{RTU}"] == pytest.approx(110 * 60)
+        gw.directory.flush()
+        assert devices.get("sl651", RTU).health == {"clock_drift_s": 6600.0}
     finally:
         gw.stop()
 

@@ -39,13 +39,14 @@ class FieldDeviceOut(BaseModel):
     station_ids: list[str]
     has_password: bool
     unmapped: dict[str, int] = Field(description="values heard without a metric or a station, by code")
+    health: dict[str, float] = Field(description="latest device health: battery_v, clock_drift_s (device ahead > 0)")
     created_at: UtcDateTime
     last_seen_at: UtcDateTime | None = None
 
     @classmethod
     def from_domain(cls, d: FieldDevice) -> "FieldDeviceOut":
         return cls(protocol=d.protocol, address=d.address, station_ids=d.station_ids, has_password=d.has_password,
-                   unmapped=d.unmapped, created_at=d.created_at, last_seen_at=d.last_seen_at)
+                   unmapped=d.unmapped, health=d.health, created_at=d.created_at, last_seen_at=d.last_seen_at)
 
 
 @router.get("", response_model=list[FieldDeviceOut], summary="List field devices", dependencies=[Depends(STAFF)])

@@ -33,6 +33,7 @@ field_devices = Table(
     Column("password_hash", String(255)),  # None: the device's password is not checked
     Column("station_ids", JSON, nullable=False),  # ["RG0001", "RV0001"], in the order given
     Column("unmapped", JSON, nullable=False),  # {"w01014": 12, ...}: values heard that had no metric or station
+    Column("health", JSON),  # the latest device-health values: {"battery_v": 12.3, "clock_drift_s": -4.0}
     Column("created_at", UTCDateTime, nullable=False),
     Column("last_seen_at", UTCDateTime),
     UniqueConstraint("protocol", "address", name="uq_field_devices_protocol_address"),
@@ -95,6 +96,7 @@ class FieldDevice(BaseModel):
     station_ids: list[str]
     has_password: bool
     unmapped: dict[str, int]
+    health: dict[str, float] = {}
     created_at: datetime
     last_seen_at: datetime | None = None
     password_hash: str | None = Field(default=None, exclude=True, repr=False)
@@ -109,6 +111,7 @@ class FieldDevice(BaseModel):
 def _device(row: Any) -> FieldDevice:
     return FieldDevice(id=row.id, protocol=row.protocol, address=row.address, station_ids=list(row.station_ids),
                        has_password=row.password_hash is not None, unmapped=dict(row.unmapped or {}),
+                       health=dict(row.health or {}),
                        created_at=row.created_at, last_seen_at=row.last_seen_at, password_hash=row.password_hash)
 
 
@@ -156,11 +159,13 @@ class DeviceRepo:
         if not n:
             raise DeviceNotFound(f"no {protocol} device {address}")
 
-    def record_activity(self, counts: Iterable[tuple[str, str, dict[str, int], datetime | None]]) -> None:
-        """Add unmapped-code counts and set last-seen times: (protocol, address, {code: n}, last seen)."""
+    def record_activity(self, counts: Iterable[tuple[str, str, dict[str, int], datetime | None, dict[str, float]]]
+                        ) -> None:
+        """Add unmapped-code counts, set last-seen times and health values: (protocol, address, {code: n},
+        last seen, {name: value})."""
         with self.engine.begin() as conn:
-            for protocol, address, unmapped, seen in counts:
-                row = conn.execute(select(field_devices.c.id, field_devices.c.unmapped).where(
+            for protocol, address, unmapped, seen, health in counts:
+                row = conn.execute(select(field_devices.c.id, field_devices.c.unmapped, field_devices.c.health).where(
                     field_devices.c.protocol == protocol, field_devices.c.address == address)).first()
                 if row is None:
                     continue
@@ -170,4 +175,6 @@ class DeviceRepo:
                 values: dict[str, Any] = {"unmapped": merged}
                 if seen is not None:
                     values["last_seen_at"] = seen
+                if health:
+                    values["health"] = {**(row.health or {}), **health}
                 conn.execute(update(field_devices).where(field_devices.c.id == row.id).values(**values))

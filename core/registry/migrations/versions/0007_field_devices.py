@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column('password_hash', sa.String(length=255), nullable=True),
         sa.Column('station_ids', sa.JSON(), nullable=False),
         sa.Column('unmapped', sa.JSON(), nullable=False),
+        sa.Column('health', sa.JSON(), nullable=True),
         sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
         sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint('id'),
