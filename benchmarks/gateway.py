@@ -30,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -202,7 +202,8 @@ def bench_connections(work: Path, n: int) -> dict:
             return held, sockets, rss, hwm
 
         held, sockets, rss, hwm = asyncio.run(hold())
-        rec = {"case": "gateway/connections", "connections": n, "held": held, "new_sockets": sockets, "rss_idle_mb": round(rss_idle, 1),
+        rec = {"case": "gateway/connections", "connections": n, "held": held, "new_sockets": sockets,
+               "rss_idle_mb": round(rss_idle, 1),
                "rss_mb": round(rss, 1), "peak_rss_mb": round(hwm, 1),
                "kb_per_connection": round((rss - rss_idle) * 1024 / max(1, n), 1)}
         _emit(rec)
@@ -251,8 +252,10 @@ def bench_latency(work: Path, devices: int, rate: float, seconds: float) -> dict
 
         # Every report's (station, data time in ms), in data-time order: the poller reads only from the oldest
         # one not yet seen, so each poll costs the recent rows, not the whole table.
-        expected = sorted(((f"RV{d:05d}", int((base + timedelta(minutes=j * devices + d)).replace(tzinfo=SHANGHAI)
-                                               .timestamp() * 1000)) for d in range(devices) for j in range(per_device)),
+        def ms(d: int, j: int) -> int:
+            return int((base + timedelta(minutes=j * devices + d)).replace(tzinfo=SHANGHAI).timestamp() * 1000)
+
+        expected = sorted(((f"RV{d:05d}", ms(d, j)) for d in range(devices) for j in range(per_device)),
                           key=lambda k: k[1])
 
         def poll() -> None:
@@ -301,7 +304,8 @@ def bench_latency(work: Path, devices: int, rate: float, seconds: float) -> dict
                "rate_per_s": round(len(sent) / wall), "gateway_cpu_share": round(cpu / wall, 2),
                "confirm_p50_ms": _r(percentile(confirm_ms, 50)), "confirm_p99_ms": _r(percentile(confirm_ms, 99)),
                "stored": len(stored_ms), "stored_p50_ms": _r(percentile(stored_ms, 50)),
-               "stored_p99_ms": _r(percentile(stored_ms, 99)), "stored_max_ms": _r(stored_ms[-1] if stored_ms else None)}
+               "stored_p99_ms": _r(percentile(stored_ms, 99)),
+               "stored_max_ms": _r(stored_ms[-1] if stored_ms else None)}
         _emit(rec)
         return rec
     finally:

@@ -2,8 +2,8 @@
 
 Frame (upstream, docs/gateway.md "SL 651"): ``7E 7E`` | centre address (1) | remote station address (5, BCD) |
 password (2) | function code (1) | up/down flag (high 4 bits) + length (low 12 bits) | STX (02) or SYN (16,
-then 3 bytes: packet total (12 bits) and number (12 bits), counted in the length) | body | end character | CRC16/MODBUS over everything
-before it, high byte first. The body of a report: serial number (2), send time (6, BCD yyMMddHHmmss), then
+then 3 bytes: packet total (12 bits) and number (12 bits), counted in the length) | body | end character |
+CRC16/MODBUS over everything before it, high byte first. The body of a report: serial number (2), send time (6, BCD yyMMddHHmmss), then
 elements. An element is an identifier byte and a definition byte (high 5 bits: byte count; low 3 bits: decimals)
 followed by a BCD value; F0 F0 + 5 BCD bytes sets the observation time of the elements after it, F1 F1 + address +
 station type names the station, 04 gives the time step of a uniform-interval batch.

@@ -128,7 +128,8 @@ def test_route_splits_one_rtu_across_its_stations_and_counts_the_rest():
                          Observation("4C", t, 0.3), Observation("99", t, 1.0), Observation("3B", t, 7000.0)], "H")
     routed = route(msg, mapping, {"RG1": "rain", "RV1": "river", "RS1": "reservoir"}, SHANGHAI)
     utc = datetime(2025, 12, 31, 16, 0, tzinfo=timezone.utc)
-    assert routed.readings == {("rain", "RG1"): [(utc, "rain_mm", 1.5)], ("river", "RV1"): [(utc, "water_level_m", 12.3)]}
+    assert routed.readings == {("rain", "RG1"): [(utc, "rain_mm", 1.5)],
+                               ("river", "RV1"): [(utc, "water_level_m", 12.3)]}
     assert routed.unmapped == {"4C": 1, "99": 1} and routed.health == {"battery_v": 12.1}
     assert routed.out_of_range and "3B=7000" in routed.out_of_range[0]
     # station type K prefers the reservoir for a level both kinds have
