@@ -216,7 +216,8 @@ class Settings(BaseSettings):
     # --- end of the river-chief block ---
 
     # --- Field-protocol gateway (gateway/; docs/gateway.md): SL 651-2014 and HJ 212-2017 over TCP ---
-    gateway_host: str = "0.0.0.0"
+    # Like the API: local only unless set (compose sets 0.0.0.0 so devices reach it).
+    gateway_host: str = "127.0.0.1"
     # One TCP port per protocol; 0 turns that protocol off.
     gateway_sl651_port: int = Field(default=5651, ge=0, le=65535)
     gateway_hj212_port: int = Field(default=5212, ge=0, le=65535)
