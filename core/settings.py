@@ -297,6 +297,35 @@ class Settings(BaseSettings):
         return f"{int(count)}/{unit}"
     # --- end of the river-chief block ---
 
+    # --- Field-protocol gateway (gateway/; docs/gateway.md): SL 651-2014 and HJ 212-2017 over TCP ---
+    # Like the API: local only unless set (compose sets 0.0.0.0 so devices reach it).
+    gateway_host: str = "127.0.0.1"
+    # One TCP port per protocol; 0 turns that protocol off.
+    gateway_sl651_port: int = Field(default=5651, ge=0, le=65535)
+    gateway_hj212_port: int = Field(default=5212, ge=0, le=65535)
+    # Connections held at once (all protocols); one more is closed at once.
+    gateway_max_connections: int = Field(default=5000, ge=1)
+    # A connection silent this long is closed (RTUs send a keep-alive every few minutes at most).
+    gateway_idle_timeout_s: float = Field(default=600.0, gt=0)
+    # Longest frame accepted; SL 651's 12-bit length allows 4,112 bytes, HJ 212 data segments stay under 1,024.
+    gateway_max_frame_bytes: int = Field(default=4200, ge=64, le=20000)
+    # Frames per second one connection may send; faster ones are read more slowly (TCP back-pressure).
+    gateway_max_frames_per_s: float = Field(default=50.0, gt=0)
+    # After this many refused frames (unknown device, wrong password, bad CRC) the connection is closed.
+    gateway_max_refused_frames: int = Field(default=3, ge=1)
+    # Packets of a multi-packet message (SL 651 M3, HJ 212 PNUM/PNO) wait this long for the rest.
+    gateway_multipacket_timeout_s: float = Field(default=120.0, gt=0)
+    # A device clock further than this from ours is a data-quality problem (logged, counted per device).
+    gateway_clock_drift_s: float = Field(default=300.0, gt=0)
+    # How long a frame waits for the broker's acknowledgement before the connection is dropped unconfirmed.
+    gateway_publish_timeout_s: float = Field(default=30.0, gt=0)
+    # Extra or overriding element/code → metric entries (YAML, the shape of gateway/mappings.yaml).
+    gateway_mapping_file: Path | None = None
+    # /metrics and /healthz of the gateway process (`smartwater run gateway`); 0 turns them off.
+    gateway_metrics_host: str = "127.0.0.1"
+    gateway_metrics_port: int = Field(default=9110, ge=0, le=65535)
+    # --- end of the gateway block ---
+
     @property
     def mqtt(self) -> "MqttEndpoint":
         parts = urlsplit(self.mqtt_url)

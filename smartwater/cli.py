@@ -22,6 +22,7 @@ class Stage(str, Enum):
     ingest = "ingest"
     alerts = "alerts"
     api = "api"
+    gateway = "gateway"
     all = "all"
 
 
@@ -129,9 +130,9 @@ def stations(kind: Optional[str] = typer.Option(None, help=f"One of: {', '.join(
 
 
 @app.command()
-def run(stage: Stage = typer.Argument(..., help="ingest, alerts, api or all"),
+def run(stage: Stage = typer.Argument(..., help="ingest, alerts, api, gateway (SL 651 / HJ 212 devices) or all"),
         port: Optional[int] = typer.Option(None, help="API port (default from SMARTWATER_API_PORT, 8000)")) -> None:
-    """Run one stage, or all three, against the configured broker and stores."""
+    """Run one stage, or all of them, against the configured broker and stores."""
     from smartwater.runner import run_stage
 
     run_stage(stage.value, port=port, settings=_settings())
@@ -156,7 +157,15 @@ def simulate(scenario: str = typer.Option(
              days: float = typer.Option(30.0, min=0.01, help="patrols: the simulated period in days, ending now "
                                                              "unless --start says otherwise."),
              api_url: Optional[str] = typer.Option(
-                 None, help="patrols: the API (default http://SMARTWATER_API_HOST:SMARTWATER_API_PORT).")
+                 None, help="patrols: the API (default http://SMARTWATER_API_HOST:SMARTWATER_API_PORT)."),
+             protocol: Optional[str] = typer.Option(
+                 None, help="sl651 or hj212: the registered field devices of that protocol talk to the gateway over "
+                            "TCP instead (`smartwater devices add`)."),
+             reports: int = typer.Option(12, min=1, help="--protocol: reports per device."),
+             interval: float = typer.Option(300.0, min=1, help="--protocol: seconds of data time between reports."),
+             password: Optional[str] = typer.Option(None, help="--protocol: the devices' password (default: none "
+                                                    "sent for HJ 212, 0000 for SL 651)."),
+             gateway_host: str = typer.Option("127.0.0.1", help="--protocol: where the gateway listens.")
              ) -> None:
     """Publish simulated station readings to the configured broker, or write them to a replay CSV; with
     `--scenario patrols`, drive the API as river chiefs and their supervisors over a simulated period."""
@@ -170,6 +179,9 @@ def simulate(scenario: str = typer.Option(
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
+    if protocol is not None:
+        _simulate_devices(settings, protocol, reports, interval, speed, seed, start, password, gateway_host)
+        return
     if scenario == PATROLS:  # not a station scenario file: chiefs talk to the API, not to the broker
         if to_csv is not None:
             raise _fail("--to-csv writes station readings; the patrols scenario drives the API")
@@ -209,6 +221,51 @@ def simulate(scenario: str = typer.Option(
     finally:
         sim.stop()
     typer.echo(f"published {sim.published} messages")
+
+
+def _simulate_devices(settings, protocol: str, reports: int, interval: float, speed: float, seed, start,
+                      password, host: str) -> None:
+    """Registered SL 651 / HJ 212 devices send simulated reports to the gateway, each until confirmed."""
+    import asyncio
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from core.registry.devices import DeviceRepo
+    from core.timeutil import utcnow
+    from gateway.simulated import SimulatedDevice, hj212_reports, sl651_reports
+
+    if protocol not in ("sl651", "hj212"):
+        raise _fail(f"--protocol must be sl651 or hj212, got {protocol!r}")
+    registry = _open_registry()
+    try:
+        devices = DeviceRepo(registry.engine).list(protocol)
+        kinds = {s.id: s.kind.value for s in registry.list_stations()}
+    finally:
+        registry.close()
+    if not devices:
+        raise _fail(f"no {protocol} devices registered: `smartwater devices add --protocol {protocol} ...`")
+    step = timedelta(seconds=interval)
+    zone = ZoneInfo(settings.display_timezone)
+    # Beijing time without a zone, as the devices send it; by default the reports end now.
+    first = (_aware(start) if start else utcnow() - reports * step).astimezone(zone).replace(tzinfo=None, microsecond=0)
+    port = settings.gateway_sl651_port if protocol == "sl651" else settings.gateway_hj212_port
+    make = sl651_reports if protocol == "sl651" else hj212_reports
+    pw = password if password is not None else ("0000" if protocol == "sl651" else "")
+    fleet = [SimulatedDevice(protocol, host, port,
+                             make(d.address, pw, [kinds[s] for s in d.station_ids if s in kinds], first, reports,
+                                  step, seed=(seed or 0) + i), pace_s=interval / speed)
+             for i, d in enumerate(devices)]
+
+    async def main() -> None:
+        await asyncio.gather(*(d.run() for d in fleet))
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    confirmed = sum(len(d.confirmed) for d in fleet)
+    typer.echo(f"{len(fleet)} {protocol} devices: {confirmed} reports confirmed by the gateway, "
+               f"{sum(d.reconnects for d in fleet)} reconnects")
 
 
 def _simulate_patrols(settings, chiefs: int, days: float, seed, start: Optional[str], api_url: Optional[str]) -> None:
@@ -687,6 +744,7 @@ def token(name: str = typer.Argument(..., help="The user the token speaks for.")
 
 # -- broker accounts of stations and services (smartwater/devices.py) --------
 from smartwater.devices import devices_app  # noqa: E402 - next to its registration, like the other sub-apps
+import smartwater.field_devices  # noqa: E402,F401 - adds add/list/remove/import to the same `devices` group
 
 app.add_typer(devices_app, name="devices")
 

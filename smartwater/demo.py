@@ -1,7 +1,7 @@
 """``smartwater demo``: the whole pipeline on one machine, nothing to install but Python.
 
-Embedded MQTT broker (amqtt), SQLite under the data directory, ingest, alerts, the API and the
-storm scenario, in one process. With a duration it stops by itself and prints a JSON summary.
+Embedded MQTT broker (amqtt), SQLite under the data directory, ingest, alerts, the API, the field-device
+gateway with a few simulated SL 651 RTUs and HJ 212 analysers, and the storm scenario, in one process. With a duration it stops by itself and prints a JSON summary.
 
 The API needs a login like any other: the demo keeps a staff account ``duty`` (role duty), a river chief ``chief``
 (linked to a village chief of the generated river network) and a ``supervisor`` of that chief's town, and gives them
@@ -33,7 +33,15 @@ SUMMARY_KINDS = ("reservoir", "rain", "river", "village_water")
 
 
 def demo_settings(base: Settings, broker_url: str, data_dir: Path) -> Settings:
+    from core.broker import free_port
+
     return base.model_copy(update={
+        # The field-device gateway on this machine only, on free ports: a demo never clashes with a real one.
+        "gateway_host": "127.0.0.1",
+        "gateway_sl651_port": free_port(),
+        "gateway_hj212_port": free_port(),
+        # The simulated devices keep the simulated clock (hours behind at --speed 60): not a fault worth a warning.
+        "gateway_clock_drift_s": 366 * 86400.0,
         "mqtt_url": broker_url,
         "mqtt_protocol": "3.1.1",  # amqtt speaks MQTT 3.1.1 only
         "data_dir": data_dir,
@@ -100,6 +108,53 @@ def river_chief_logins(registry: Registry, settings: Settings) -> list[tuple[str
     return out
 
 
+DEMO_DEVICE_PASSWORD = {"sl651": "1234", "hj212": "123456"}
+
+
+def demo_field_fleet(registry: Registry, settings: Settings, speed: float, duration: float | None):
+    """A mixed fleet of simulated field devices talking to the demo's gateway over TCP: an SL 651 RTU measuring
+    rain and a river level (two stations), one at a reservoir, two HJ 212 analysers at village water works.
+    Registered when missing; their reports cover the demo's simulated span, sent at its speed."""
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    from core.registry.devices import DeviceIn, DeviceRepo
+    from gateway.simulated import FieldFleet, SimulatedDevice, hj212_reports, sl651_reports
+
+    by_kind: dict[str, list[str]] = {}
+    for s in registry.list_stations():
+        by_kind.setdefault(s.kind.value, []).append(s.id)
+    plan = [("sl651", "0012345001", ["rain", "river"]), ("sl651", "0012345002", ["reservoir"]),
+            ("hj212", "DEMOQA0001", ["village_water"]), ("hj212", "DEMOQA0002", ["village_water"])]
+    repo = DeviceRepo(registry.engine)
+    known = {(d.protocol, d.address): d for d in repo.list()}
+    step = timedelta(minutes=5)
+    count = max(1, int((duration or 86400 / speed) * speed / step.total_seconds()))
+    first = (utcnow() - count * step).astimezone(ZoneInfo(settings.display_timezone)).replace(
+        tzinfo=None, second=0, microsecond=0)
+    taken: dict[str, int] = {}
+    devices = []
+    for i, (protocol, address, kinds) in enumerate(plan):
+        stations = []
+        for k in kinds:
+            ids = by_kind.get(k, [])
+            if taken.get(k, 0) < len(ids):
+                stations.append(ids[taken.get(k, 0)])
+                taken[k] = taken.get(k, 0) + 1
+        if not stations:
+            continue
+        if (protocol, address) not in known:
+            repo.add(DeviceIn(protocol=protocol, address=address, password=DEMO_DEVICE_PASSWORD[protocol],
+                              station_ids=stations), utcnow())
+        make = sl651_reports if protocol == "sl651" else hj212_reports
+        devices.append(SimulatedDevice(protocol, "127.0.0.1", 0,
+                                       make(address, DEMO_DEVICE_PASSWORD[protocol], kinds, first, count, step,
+                                            seed=settings.district_seed + i),
+                                       pace_s=step.total_seconds() / speed))
+    port_of = {"sl651": settings.gateway_sl651_port, "hj212": settings.gateway_hj212_port}
+    return FieldFleet(devices, port_of.__getitem__)
+
+
 def run_demo(base: Settings, port: int, speed: float, duration: float | None, mqtt_port: int | None = None,
              keep: bool = False, scenario: str = "storm", echo=print) -> dict:
     from simulators import Simulator
@@ -130,6 +185,7 @@ def run_demo(base: Settings, port: int, speed: float, duration: float | None, mq
     ingest = stages["ingest"]
     sim = Simulator(settings, stations, scenario=scenario, speed=speed, duration_s=duration)
     sup.add("simulator", sim)
+    fleet = sup.add("field-devices", demo_field_fleet(registry, settings, speed, duration))
     try:
         sup.start()
         echo(f"Smart-water demo running: dashboard http://127.0.0.1:{port}/  (API docs: http://127.0.0.1:{port}/docs)"
@@ -160,6 +216,7 @@ def run_demo(base: Settings, port: int, speed: float, duration: float | None, mq
         "readings": {k: written.get(k, 0) for k in SUMMARY_KINDS},
         "dead_letters": sum(ingest.stats.dead_letters.values()),
         "alerts": {s: alerts.get(s, 0) for s in ("blue", "yellow", "orange", "red")},
+        "field_reports_confirmed": fleet.confirmed,  # SL 651 / HJ 212 reports the gateway confirmed
     }
     store.close()
     registry.close()

@@ -58,6 +58,8 @@ def service_acl(shared_group: str = topics.DEFAULT_SHARED_GROUP) -> dict[str, tu
         "alerts": (("read", topics.ALL), ("write", topics.ALERTS), ("write", topics.REPORTS)),
         "api": (("read", topics.ALERTS),),
         "simulator": tuple(("write", topics.readings_of_kind(kind)) for kind in KINDS),
+        # The field-protocol gateway publishes for every station an SL 651 or HJ 212 device feeds.
+        "gateway": tuple(("write", topics.readings_of_kind(kind)) for kind in KINDS),
         # The broker's health check in docker-compose.yml reads one $SYS topic, nothing else.
         "health": (("read", "$SYS/broker/uptime"),),
     }
@@ -239,7 +241,8 @@ def write_credentials(stations: Iterable[Station], out_dir: Path, *, rotate: boo
 # CLI: smartwater devices …
 # ---------------------------------------------------------------------------------------------------------
 
-devices_app = typer.Typer(no_args_is_help=True, help="Broker accounts of the stations (RTUs) and the services.")
+devices_app = typer.Typer(no_args_is_help=True, help="Field devices the gateway hears (SL 651 RTUs, HJ 212 analysers: "
+                          "add, list, remove, import) and the broker accounts of stations and services (credentials).")
 
 
 @devices_app.command("credentials")

@@ -15,7 +15,7 @@ from core.tsdb import TimeSeriesStore, store_from_settings
 
 log = logging.getLogger("smartwater")
 
-STAGES = ("ingest", "alerts", "api", "all")
+STAGES = ("ingest", "alerts", "api", "gateway", "all")
 
 
 class Component(Protocol):
@@ -99,6 +99,13 @@ def build_stages(sup: Supervisor, settings: Settings, registry: Registry, store:
         if settings.alerts_metrics_port:
             _add_health(sup, "alerts-metrics", settings.alerts_metrics_host, settings.alerts_metrics_port,
                         built["alerts"].health)
+    if stage in ("gateway", "all"):
+        from gateway import GatewayService
+
+        built["gateway"] = sup.add("gateway", GatewayService(settings, registry))
+        if settings.gateway_metrics_port:
+            _add_health(sup, "gateway-metrics", settings.gateway_metrics_host, settings.gateway_metrics_port,
+                        built["gateway"].health)
     if stage in ("api", "all"):
         from api.server import ApiServer
 
@@ -107,7 +114,7 @@ def build_stages(sup: Supervisor, settings: Settings, registry: Registry, store:
 
 
 def run_stage(stage: str, port: int | None = None, settings: Settings | None = None) -> None:
-    """Run one stage (or all three) until SIGINT/SIGTERM."""
+    """Run one stage (or all of them) until SIGINT/SIGTERM."""
     if stage not in STAGES:
         raise SystemExit(f"unknown stage {stage!r}; choose one of {', '.join(STAGES)}")
     settings = settings or get_settings()

@@ -67,7 +67,8 @@ def test_demo_serves_data_while_running_and_prints_a_summary(tmp_path):
     lines = [*head, *rest]
     assert f"http://127.0.0.1:{port}" in lines[0]
     summary = json.loads(lines[-1])
-    assert set(summary) == {"readings", "dead_letters", "alerts"}
+    assert set(summary) == {"readings", "dead_letters", "alerts", "field_reports_confirmed"}
+    assert summary["field_reports_confirmed"] > 0  # the simulated RTUs and analysers went through the gateway
     assert all(summary["readings"][k] > 0 for k in ("reservoir", "rain", "river", "village_water")), summary
     assert summary["dead_letters"] == 0
     assert summary["alerts"]["orange"] + summary["alerts"]["red"] >= 1, summary

@@ -29,7 +29,7 @@ from support.servers import _wait_port
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS_ENV = {f"SMARTWATER_{name.upper()}" for name in Settings.model_fields}
 DEFAULTS = Settings(_env_file=None)
-LONG_RUNNING = {"mosquitto", "influxdb", "postgres", "ingest-1", "ingest-2", "alerts", "api", "simulator",
+LONG_RUNNING = {"mosquitto", "influxdb", "postgres", "ingest-1", "ingest-2", "alerts", "api", "gateway", "simulator",
                 "prometheus", "grafana"}
 ONE_SHOT = {"init", "grafana-db-role"}
 
@@ -170,7 +170,14 @@ def test_ports_match_the_settings():
     assert alerts_env["SMARTWATER_ALERTS_METRICS_PORT"] == str(alerts_port)
     assert alerts_env["SMARTWATER_ALERTS_METRICS_HOST"] == "0.0.0.0"
     assert f":{alerts_port}/healthz" in " ".join(services["alerts"]["healthcheck"]["test"])
-    assert targets == {f"ingest-1:{metrics_port}", f"ingest-2:{metrics_port}", f"alerts:{alerts_port}"}
+    gateway_env = _service_env(services["gateway"])
+    gw_port = DEFAULTS.gateway_metrics_port
+    assert gateway_env["SMARTWATER_GATEWAY_METRICS_PORT"] == str(gw_port)
+    assert f":{gw_port}/healthz" in " ".join(services["gateway"]["healthcheck"]["test"])
+    assert services["gateway"]["ports"] == [f"{DEFAULTS.gateway_sl651_port}:{gateway_env['SMARTWATER_GATEWAY_SL651_PORT']}",
+                                            f"{DEFAULTS.gateway_hj212_port}:{gateway_env['SMARTWATER_GATEWAY_HJ212_PORT']}"]
+    assert targets == {f"ingest-1:{metrics_port}", f"ingest-2:{metrics_port}", f"alerts:{alerts_port}",
+                       f"gateway:{gw_port}"}
     assert _mounts(services["prometheus"])["/etc/prometheus/prometheus.yml"] == "./deploy/prometheus/prometheus.yml"
 
 

@@ -161,7 +161,7 @@ def test_hash_is_mosquittos_pbkdf2_format():
 def test_rerun_keeps_passwords_rotate_changes_them(tmp_path: Path, stations):
     first = write_credentials(stations, tmp_path)
     before = read_credentials(tmp_path / CREDENTIALS_FILE)
-    assert len(first.new) == len(before) == len(stations) + 5
+    assert len(first.new) == len(before) == len(stations) + 6
     for name in (CREDENTIALS_FILE, PASSWD_FILE, SERVICES_ENV_FILE):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
 
@@ -174,7 +174,7 @@ def test_rerun_keeps_passwords_rotate_changes_them(tmp_path: Path, stations):
     assert one.rotated == [stations[0].id]
     assert read_credentials(tmp_path / CREDENTIALS_FILE)[stations[0].id].password != before[stations[0].id].password
     everything = write_credentials(stations[:2], tmp_path, rotate=True)
-    assert len(everything.rotated) == 2 + 5 and not everything.kept
+    assert len(everything.rotated) == 2 + 6 and not everything.kept
     with pytest.raises(ValueError, match="no such account"):
         write_credentials(stations, tmp_path, rotate_accounts=["nobody"])
 
@@ -194,7 +194,7 @@ def test_cli_writes_files_and_sets_the_env_file(tmp_path: Path, stations):
     result = CliRunner().invoke(app, ["devices", "credentials", "--csv", str(stations_csv), "--out", str(out),
                                       "--env-file", str(env)])
     assert result.exit_code == 0, result.output
-    assert "3 device and 5 service accounts" in result.output
+    assert "3 device and 6 service accounts" in result.output
     with (out / CREDENTIALS_FILE).open(newline="") as f:
         rows = {r["username"]: r for r in csv.DictReader(f)}
     text = env.read_text()

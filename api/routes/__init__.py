@@ -7,7 +7,7 @@
 from fastapi import APIRouter
 
 from api.routes import alerts, auth, dashboard, dead_letters, health, overview, readings, roster, rules, stations, stream
-from api.routes import bulletin, chiefs, compliance, issues, patrols, photos, rivers, users
+from api.routes import bulletin, chiefs, compliance, devices, issues, patrols, photos, rivers, users
 from api.schemas import ErrorOut
 
 api_router = APIRouter(prefix="/api/v1", responses={
@@ -23,6 +23,7 @@ api_router.include_router(alerts.router)
 api_router.include_router(dead_letters.router)
 api_router.include_router(rules.router)
 api_router.include_router(roster.router)
+api_router.include_router(devices.router)  # field devices of the gateway (SL 651, HJ 212)
 # River chiefs: object-level scope in api.routes.patrol_scope.
 api_router.include_router(rivers.router)
 api_router.include_router(chiefs.router)

@@ -2,7 +2,8 @@
 
 from core.registry.repo import AlertNotFound, DuplicateRule, Registry, RuleNotFound, open_registry
 import core.patrols.tables  # noqa: E402,F401  - registers the river-chief tables on the metadata
+from core.registry.devices import DeviceExists, DeviceNotFound, DeviceRepo  # puts `field_devices` on the MetaData
 from core.registry.users import DuplicateUser, UserNotFound, UserRepo  # also puts `users` on the shared MetaData
 
-__all__ = ["AlertNotFound", "DuplicateRule", "DuplicateUser", "Registry", "RuleNotFound", "UserNotFound", "UserRepo",
+__all__ = ["AlertNotFound", "DeviceExists", "DeviceNotFound", "DeviceRepo", "DuplicateRule", "DuplicateUser", "Registry", "RuleNotFound", "UserNotFound", "UserRepo",
            "open_registry"]
