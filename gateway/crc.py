@@ -1,4 +1,4 @@
-"""The two CRC16 variants of the field protocols (docs/gateway.md, "Check codes").
+"""The two CRC16 variants of the field protocols (docs/gateway.md, "HJ 212": the two variants side by side).
 
 Both use the reflected polynomial 0xA001 and start at 0xFFFF; they differ in how a byte enters the register:
 SL 651-2014 uses CRC16/MODBUS (``crc ^= byte``), HJ 212-2017 its own variant (``crc = (crc >> 8) ^ byte``,

@@ -1,6 +1,6 @@
 """HJ 212-2017 (data transmission of online pollutant monitoring): framing, decoding, the centre's answers.
 
-Frame (docs/gateway.md "HJ 212"): ``##`` | data segment length, 4 decimal digits | data segment (ASCII) |
+Frame (docs/gateway.md, "HJ 212"): ``##`` | data segment length, 4 decimal digits | data segment (ASCII) |
 CRC16 of the data segment, 4 hex digits (HJ 212's own variant, gateway/crc.py) | CR LF. The data segment:
 ``QN=yyyyMMddHHmmsszzz;ST=21;CN=2011;PW=123456;MN=...;Flag=5;[PNUM=2;PNO=1;]CP=&&DataTime=...;
 w01001-Rtd=7.21,w01001-Flag=N;...&&``. Flag bit 0 asks for an answer, bit 1 marks a packet of a split message

@@ -1,6 +1,6 @@
 """SL 651-2014 (hydrological data communication), HEX/BCD encoding: framing, decoding, the centre's replies.
 
-Frame (upstream, docs/gateway.md "SL 651"): ``7E 7E`` | centre address (1) | remote station address (5, BCD) |
+Frame (upstream, docs/gateway.md, "SL 651 (HEX/BCD encoding)"): ``7E 7E`` | centre address (1) | remote station address (5, BCD) |
 password (2) | function code (1) | up/down flag (high 4 bits) + length (low 12 bits) | STX (02) or SYN (16,
 then 3 bytes: packet total (12 bits) and number (12 bits), counted in the length) | body | end character |
 CRC16/MODBUS over everything before it, high byte first. The body of a report: serial number (2), send time (6, BCD yyMMddHHmmss), then

@@ -12,7 +12,7 @@ import typer
 
 from core.auth import Role
 from core.domain import KINDS
-from smartwater.common import settings_or_exit
+from smartwater.common import open_registry_ready, settings_or_exit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="District smart-water monitoring: MQTT ingest, flood and water-quality alerts, API.")
@@ -404,12 +404,7 @@ rules_app = typer.Typer(no_args_is_help=True, help="Alert rules in the registry:
 app.add_typer(rules_app, name="rules")
 
 
-def _open_registry():
-    from core.registry import open_registry
-
-    registry = open_registry(_settings().db_url)
-    registry.create_schema()
-    return registry
+_open_registry = open_registry_ready
 
 
 def _rule_errors(exc: Exception) -> list[str]:

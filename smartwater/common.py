@@ -19,3 +19,12 @@ def settings_or_exit() -> Settings:
     except Exception as exc:
         typer.secho(f"invalid settings: {redact_text(str(exc))}", fg="red", err=True)
         raise typer.Exit(2) from None
+
+
+def open_registry_ready():
+    """The registry of the settings, its schema created or migrated (the commands that read or write it)."""
+    from core.registry import open_registry
+
+    registry = open_registry(settings_or_exit().db_url)
+    registry.create_schema()
+    return registry

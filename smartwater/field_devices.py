@@ -12,15 +12,13 @@ from typing import Optional
 
 import typer
 
+from smartwater.common import open_registry_ready
 from smartwater.devices import devices_app
 
 CSV_COLUMNS = ("protocol", "address", "password", "stations")
 
 
-def _registry():
-    from smartwater.cli import _open_registry
-
-    return _open_registry()
+_registry = open_registry_ready
 
 
 def _fail(message: str) -> typer.Exit:
