@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench install install-test test-servers clean
+.PHONY: demo test test-at bench install install-test test-servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,15 @@ demo: install
 
 test: install-test test-servers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The whole suite with every process's clock shifted to start at AT (docs/testing.md), e.g.
+#   make test-at AT='2027-01-01 00:20 +0800'
+# One offset for all processes (libfaketime's "+Ns"), so a test and the servers it starts agree on the time.
+test-at: install-test test-servers
+	@test -n "$(AT)" || { echo "usage: make test-at AT='2027-01-01 00:20 +0800'" >&2; exit 2; }
+	off=$$(( $$(date -d "$(AT)" +%s) - $$(date +%s) )); \
+	PYTHONPATH=$(CURDIR)/.ci/faketime FAKETIME_DONT_FAKE_MONOTONIC=1 \
+	faketime -f "$$(printf '%+d' $$off)s" $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install-test test-servers
 	$(BIN)/python -m benchmarks $(ARGS)

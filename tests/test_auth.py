@@ -68,8 +68,8 @@ EXPECTED_ROLES = {
     ("POST", "/api/v1/duty-roster"): MANAGERS,
     ("DELETE", "/api/v1/duty-roster/{shift_id}"): MANAGERS,
     ("GET", "/api/v1/devices"): STAFF,
-    ("POST", "/api/v1/devices"): MANAGERS,
-    ("DELETE", "/api/v1/devices/{protocol}/{address}"): MANAGERS,
+    ("POST", "/api/v1/devices"): {Role.admin},
+    ("DELETE", "/api/v1/devices/{protocol}/{address}"): {Role.admin},
     ("GET", "/api/v1/overview/map"): set(Role),
     ("GET", "/api/v1/overview/rain"): set(Role),
     ("GET", "/api/v1/overview/reservoirs"): set(Role),
@@ -125,6 +125,8 @@ WRITE_SCOPES = {
     ("DELETE", "/api/v1/duty-roster/{shift_id}"): "town",
     ("POST", "/api/v1/patrols"): "own",
     ("POST", "/api/v1/patrols/import"): "district",  # admins only: paper records of any chief
+    ("POST", "/api/v1/devices"): "district",  # field devices are the district's
+    ("DELETE", "/api/v1/devices/{protocol}/{address}"): "district",
     ("POST", "/api/v1/patrols/{patrol_id}/points"): "own",
     ("POST", "/api/v1/patrols/{patrol_id}/finish"): "own",
     ("POST", "/api/v1/patrols/{patrol_id}/photos"): "own",

@@ -7,10 +7,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Depends, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.auth import MANAGERS, STAFF
+from api.auth import STAFF, require
 from api.deps import RegistryDep
 from api.errors import conflict, domain_invalid, invalid, not_found
 from api.schemas import ErrorOut, UtcDateTime
+from core.auth import Role
 from core.registry.devices import DeviceExists, DeviceIn, DeviceNotFound, DeviceRepo, FieldDevice
 from core.timeutil import utcnow
 
@@ -49,6 +50,10 @@ class FieldDeviceOut(BaseModel):
                    unmapped=d.unmapped, health=d.health, created_at=d.created_at, last_seen_at=d.last_seen_at)
 
 
+# Field devices feed stations anywhere in the district, and a device's password is its key: admins only.
+DEVICE_ADMINS = require(Role.admin)
+
+
 @router.get("", response_model=list[FieldDeviceOut], summary="List field devices", dependencies=[Depends(STAFF)])
 def list_devices(registry: RegistryDep) -> list[FieldDeviceOut]:
     return [FieldDeviceOut.from_domain(d) for d in DeviceRepo(registry.engine).list()]
@@ -57,7 +62,7 @@ def list_devices(registry: RegistryDep) -> list[FieldDeviceOut]:
 @router.post("", response_model=FieldDeviceOut, status_code=201, summary="Register a field device",
              description="Each value the device sends goes to the listed station whose kind has its metric.",
              responses={409: {"model": ErrorOut, "description": "this device is registered already"}},
-             dependencies=[Depends(MANAGERS)])
+             dependencies=[Depends(DEVICE_ADMINS)])
 def add_device(body: Annotated[FieldDeviceIn, Body()], registry: RegistryDep) -> FieldDeviceOut:
     try:
         device = DeviceIn.model_validate(body.model_dump())
@@ -75,7 +80,7 @@ def add_device(body: Annotated[FieldDeviceIn, Body()], registry: RegistryDep) ->
 
 @router.delete("/{protocol}/{address}", status_code=204, response_class=Response, summary="Remove a field device",
                responses={404: {"model": ErrorOut, "description": "no such device"}},
-               dependencies=[Depends(MANAGERS)])
+               dependencies=[Depends(DEVICE_ADMINS)])
 def remove_device(protocol: Annotated[Protocol, Path()], address: Address, registry: RegistryDep) -> Response:
     try:
         DeviceRepo(registry.engine).remove(protocol, address)
