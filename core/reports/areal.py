@@ -54,9 +54,12 @@ class ArealCalculator:
             (ok if cov >= self.min_coverage and counts.get(g.id, 0) > 0 else dropped).append(g.id)
         return ok, dropped
 
-    def areal(self, totals: Mapping[str, float], counts: Mapping[str, float], span_s: float) -> dict[str, Any]:
-        """The district's and each town's areal rain over a period of ``span_s`` seconds."""
-        expected = {g.id: span_s / g.interval_s for g in self.gauges}
+    def areal(self, totals: Mapping[str, float], counts: Mapping[str, float], span_s: float,
+              expected: Mapping[str, float] | None = None) -> dict[str, Any]:
+        """The district's and each town's areal rain over a period of ``span_s`` seconds. ``counts`` are readings
+        per gauge, against ``span_s / interval_s`` expected, unless ``expected`` says otherwise (e.g. days)."""
+        if expected is None:
+            expected = {g.id: span_s / g.interval_s for g in self.gauges}
         used, dropped = self.used(counts, expected)
         towns_w, district_w = self.weights(used)
         rain = {g: totals.get(g, 0.0) for g in used}
