@@ -66,6 +66,12 @@ EXPECTED_ROLES = {
     ("GET", "/api/v1/overview/rain"): set(Role),
     ("GET", "/api/v1/overview/reservoirs"): set(Role),
     ("GET", "/api/v1/overview/water-quality"): set(Role),
+    ("GET", "/api/v1/reports/rain-events"): set(Role),
+    ("GET", "/api/v1/reports/rain-events/{event_id}"): set(Role),
+    ("GET", "/api/v1/reports/areal-rainfall"): set(Role),
+    ("GET", "/api/v1/reports/reservoir-inflow"): set(Role),
+    ("GET", "/api/v1/reports/rainfall-history"): set(Role),
+    ("GET", "/api/v1/reports/towns"): set(Role),
     # River chiefs: map layers and lists for everyone signed in (objects scoped per api/routes/patrol_scope.py);
     # patrol and issue writes by chiefs and managers; assigning and reviewing by managers.
     ("GET", "/api/v1/rivers"): set(Role),

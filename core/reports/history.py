@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from core.reports import hydrological_day_of
 from core.reports.periods import DAY_S, day_bucket_offset_s, month_start
 from core.tsdb import TimeSeriesStore
 
@@ -59,15 +60,17 @@ def rainfall_history(store: TimeSeriesStore, ctx: Any, year: int, now: datetime,
     day_seen = {sid: {t for t, n in rows if n > 0} for sid, rows in counts.items()}
 
     # The periods of `year`: whole months before the current one, the running one up to now, the year to date.
+    # Months are hydrological: at 07:59 on 1 March, March has not begun.
+    today = hydrological_day_of(now, tz)
     periods: list[tuple[str, int | None]] = []
-    last_month = 12 if year < now_local.year else now_local.month
+    last_month = 12 if year < today.year else today.month
     periods += [(f"{m:02d}月", m) for m in range(1, last_month + 1)]
-    periods.append(("年初至今" if year == now_local.year else "全年", None))
+    periods.append(("年初至今" if year == today.year else "全年", None))
 
     def span(y: int, month: int | None) -> tuple[datetime, datetime]:
         a = month_start(y, month or 1, tz)
         b = month_start(y + 1, 1, tz) if month is None or month == 12 else month_start(y, month + 1, tz)
-        if year == now_local.year:  # a period still running: the same span of days and hours in every year
+        if year == today.year:  # a period still running: the same span of days and hours in every year
             b = min(b, _same_moment(now_local, y).astimezone(b.tzinfo))
         return a, b
 
