@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Mapping, Sequence
 
+from core.reports.series import Prefix
+
 HOUR = timedelta(hours=1)
 # Window lengths of the maximum-intensity figures (hours), as in the hydrological yearbooks' 时段最大降水量.
 INTENSITY_WINDOWS_H: tuple[int, ...] = (1, 3, 6)
@@ -101,9 +103,9 @@ def window_max(rows: HourlySeries, hours: int) -> WindowMax:
     return best
 
 
-def gauge_rain(station_id: str, rows: HourlySeries, start: datetime, end: datetime) -> GaugeEventRain:
+def gauge_rain(station_id: str, rows: HourlySeries | Prefix, start: datetime, end: datetime) -> GaugeEventRain:
     """One gauge's total and maximum 1/3/6 h rain within [start, end)."""
-    inside = sorted((ts, v) for ts, v in rows if start <= ts < end)
+    inside = (rows if isinstance(rows, Prefix) else Prefix(rows)).rows(start, end)
     return GaugeEventRain(
         station_id=station_id,
         total_mm=round(sum(v for _, v in inside), 3),
@@ -119,8 +121,9 @@ def detect_events(series: Mapping[str, HourlySeries], *, dry_gap_h: float, trace
     if dry_gap_h <= 0:
         raise ValueError("dry_gap_h must be positive")
     events = []
+    indexed = {sid: Prefix(rows) for sid, rows in sorted(series.items())}
     for start, end in split_events(wet_hours(series, trace_mm), dry_gap_h):
-        gauges = [gauge_rain(sid, rows, start, end) for sid, rows in sorted(series.items())]
+        gauges = [gauge_rain(sid, rows, start, end) for sid, rows in indexed.items()]
         closed = data_end - end >= timedelta(hours=dry_gap_h)
         events.append(StormEvent(start=start, end=end, closed=closed, gauges=gauges))
     return events

@@ -16,6 +16,7 @@ from typing import Any
 
 from core.reports import hydrological_day_of
 from core.reports.periods import DAY_S, day_bucket_offset_s, month_start
+from core.reports.series import Prefix
 from core.tsdb import TimeSeriesStore
 
 RAIN = "rain_mm"
@@ -56,8 +57,8 @@ def rainfall_history(store: TimeSeriesStore, ctx: Any, year: int, now: datetime,
     off = day_bucket_offset_s(tz, lo)
     sums = store.aggregate_many(ids, RAIN, lo, hi, DAY_S, "sum", offset_s=off)
     counts = store.aggregate_many(ids, RAIN, lo, hi, DAY_S, "count", offset_s=off)
-    day_sums = {sid: dict(rows) for sid, rows in sums.items()}
-    day_seen = {sid: {t for t, n in rows if n > 0} for sid, rows in counts.items()}
+    day_sums = {sid: Prefix(rows) for sid, rows in sums.items()}
+    day_seen = {sid: Prefix([(t, 1.0) for t, n in rows if n > 0]) for sid, rows in counts.items()}
 
     # The periods of `year`: whole months before the current one, the running one up to now, the year to date.
     # Months are hydrological: at 07:59 on 1 March, March has not begun.
@@ -79,8 +80,8 @@ def rainfall_history(store: TimeSeriesStore, ctx: Any, year: int, now: datetime,
         if b <= a:
             return None
         days = max(1.0, (b - a).total_seconds() / DAY_S)
-        tot = {sid: sum(v for t, v in per.items() if a <= t < b) for sid, per in day_sums.items()}
-        seen = {sid: float(sum(1 for t in per if a <= t < b)) for sid, per in day_seen.items()}
+        tot = {sid: per.between(a, b) for sid, per in day_sums.items()}
+        seen = {sid: per.between(a, b) for sid, per in day_seen.items()}
         out = ctx.areal.areal(tot, seen, (b - a).total_seconds(), expected={g.id: days for g in ctx.gauges})
         return {"district": out["district_areal_rain_mm"],
                 **{f"town:{t['town']}": t["areal_rain_mm"] for t in out["towns"]},

@@ -43,31 +43,44 @@ class InflowResult:
     flags: list[str] = field(default_factory=list)
     # Piecewise-linear storage (10⁶ m³) at the bucket middles, for the storage change.
     storage: list[tuple[datetime, float]] = field(default_factory=list)
+    starts: list[datetime] | None = None  # the intervals' starts, for bisecting (filled on first use)
 
 
 def _middles(series: Series, bucket: timedelta) -> list[tuple[datetime, float]]:
     return sorted((ts + bucket / 2, v) for ts, v in series)
 
 
+class Linear:
+    """Linear interpolation between (time, value) points, held flat beyond the ends; None without points."""
+
+    __slots__ = ("points", "times")
+
+    def __init__(self, points: list[tuple[datetime, float]]) -> None:
+        self.points = points
+        self.times = [p[0] for p in points]
+
+    def __call__(self, t: datetime) -> float | None:
+        points = self.points
+        if not points:
+            return None
+        i = bisect.bisect_left(self.times, t)
+        if i == 0:
+            return points[0][1]
+        if i >= len(points):
+            return points[-1][1]
+        (t0, v0), (t1, v1) = points[i - 1], points[i]
+        return v0 + (v1 - v0) * ((t - t0) / (t1 - t0))
+
+
 def _interp(points: list[tuple[datetime, float]], t: datetime) -> float | None:
-    """Linear between points, held flat beyond the ends; None without points."""
-    if not points:
-        return None
-    times = [p[0] for p in points]
-    i = bisect.bisect_left(times, t)
-    if i == 0:
-        return points[0][1]
-    if i >= len(points):
-        return points[-1][1]
-    (t0, v0), (t1, v1) = points[i - 1], points[i]
-    f = (t - t0) / (t1 - t0)
-    return v0 + (v1 - v0) * f
+    return Linear(points)(t)
 
 
 def balance_intervals(storage_mcm: Series, outflow_m3s: Series, bucket: timedelta) -> InflowResult:
     """Inflow by water balance from per-bucket mean storage (10⁶ m³) and mean outflow (m³/s)."""
     s = _middles(storage_mcm, bucket)
     o = _middles(outflow_m3s, bucket)
+    out_at = Linear(o)
     flags: list[str] = []
     if not o:
         flags.append("no outflow record: outflow taken as 0")
@@ -78,7 +91,7 @@ def balance_intervals(storage_mcm: Series, outflow_m3s: Series, bucket: timedelt
         dt = (t1 - t0).total_seconds()
         if t1 - t0 > max_gap:
             gaps += 1
-        o0, o1 = _interp(o, t0) or 0.0, _interp(o, t1) or 0.0
+        o0, o1 = out_at(t0) or 0.0, out_at(t1) or 0.0
         intervals.append(Interval(t0, t1, (s1 - s0) * 1e6 / dt + (o0 + o1) / 2))
     if gaps:
         flags.append(f"{gaps} gap(s) longer than {max_gap.total_seconds() / 3600:g} h in the level record")
@@ -127,7 +140,13 @@ class WindowInflow:
 def window_inflow(result: InflowResult, start: datetime, end: datetime) -> WindowInflow:
     """Volume, peak and storage change of ``result`` over [start, end)."""
     volume, peak, peak_at, neg, low, covered = 0.0, None, None, 0, None, False
-    for iv in result.intervals:
+    # Intervals are in time order and do not overlap: start from the last one beginning before the window.
+    if result.starts is None or len(result.starts) != len(result.intervals):
+        result.starts = [iv.start for iv in result.intervals]
+    first = max(0, bisect.bisect_right(result.starts, start) - 1)
+    for iv in result.intervals[first:]:
+        if iv.start >= end:
+            break
         a, b = max(iv.start, start), min(iv.end, end)
         if b <= a:
             continue

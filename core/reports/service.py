@@ -18,6 +18,7 @@ from core.reports.events import HOUR, StormEvent, detect_events
 from core.reports.inflow import (InflowResult, balance_intervals, sensor_intervals, storage_series,
                                  window_inflow)
 from core.reports.periods import DAY_S, day_bucket_offset_s, hydro_days, months
+from core.reports.series import Prefix
 from core.reports.towns import Town
 from core.timeutil import UTC, iso
 from core.tsdb import TimeSeriesStore
@@ -60,7 +61,7 @@ def _r(v: float | None, nd: int = 1) -> float | None:
 @dataclass
 class _EventData:
     events: list[StormEvent]
-    counts: dict[str, list[tuple[datetime, float]]]
+    counts: dict[str, Prefix]
 
 
 def _events(store: TimeSeriesStore, ctx: ReportContext, start: datetime, end: datetime, now: datetime) -> _EventData:
@@ -71,12 +72,12 @@ def _events(store: TimeSeriesStore, ctx: ReportContext, start: datetime, end: da
     sums = store.aggregate_many(ids, RAIN, start, data_end, 3600, "sum")
     counts = store.aggregate_many(ids, RAIN, start, data_end, 3600, "count")
     events = detect_events(sums, dry_gap_h=ctx.dry_gap_h, trace_mm=ctx.trace_mm, data_end=data_end)
-    return _EventData(events, counts)
+    return _EventData(events, {sid: Prefix(rows) for sid, rows in counts.items()})
 
 
-def _event_areal(ctx: ReportContext, ev: StormEvent, counts: dict[str, list[tuple[datetime, float]]]) -> dict:
+def _event_areal(ctx: ReportContext, ev: StormEvent, counts: dict[str, Prefix]) -> dict:
     totals = {g.station_id: g.total_mm for g in ev.gauges}
-    n = {sid: sum(v for ts, v in rows if ev.start <= ts < ev.end) for sid, rows in counts.items()}
+    n = {sid: rows.between(ev.start, ev.end) for sid, rows in counts.items()}
     return ctx.areal.areal(totals, n, (ev.end - ev.start).total_seconds())
 
 
@@ -150,10 +151,10 @@ def rain_event(store: TimeSeriesStore, ctx: ReportContext, event_id: str, now: d
 # ----------------------------------------------------------------------------------------------- areal rainfall
 
 def _daily(store: TimeSeriesStore, ctx: ReportContext, start: datetime, end: datetime, metric: str,
-           ids: list[str], agg: str) -> dict[str, dict[datetime, float]]:
+           ids: list[str], agg: str) -> dict[str, Prefix]:
     off = day_bucket_offset_s(ctx.tz, start)
     rows = store.aggregate_many(ids, metric, start, end, DAY_S, agg, offset_s=off)  # type: ignore[arg-type]
-    return {sid: dict(pts) for sid, pts in rows.items()}
+    return {sid: Prefix(pts) for sid, pts in rows.items()}
 
 
 def areal_rainfall(store: TimeSeriesStore, ctx: ReportContext, start: datetime, end: datetime,
@@ -167,8 +168,8 @@ def areal_rainfall(store: TimeSeriesStore, ctx: ReportContext, start: datetime, 
     counts = _daily(store, ctx, start, end, RAIN, ids, "count")
 
     def period(label: str, a: datetime, b: datetime) -> dict[str, Any]:
-        tot = {sid: sum(v for t, v in per.items() if a <= t < b) for sid, per in sums.items()}
-        n = {sid: sum(v for t, v in per.items() if a <= t < b) for sid, per in counts.items()}
+        tot = {sid: per.between(a, b) for sid, per in sums.items()}
+        n = {sid: per.between(a, b) for sid, per in counts.items()}
         # Readings are expected up to now only: today's day and this month count what could have arrived.
         out = ctx.areal.areal(tot, n, max(0.0, (min(b, now) - a).total_seconds()))
         out.pop("district_weights")
@@ -208,10 +209,10 @@ def _inflow_result(ctx: ReportContext, st: Station, level: list, outflow: list, 
 
 
 def _window_row(ctx: ReportContext, st: Station, res: InflowResult, outflow_res: InflowResult,
-                level_max: list, a: datetime, b: datetime) -> dict[str, Any]:
+                level_max: Prefix, a: datetime, b: datetime) -> dict[str, Any]:
     w = window_inflow(res, a, b)
     out = window_inflow(outflow_res, a, b)
-    inside = [(ts, v) for ts, v in level_max if a <= ts < b]
+    inside = level_max.rows(a, b)
     top = max(inside, key=lambda p: p[1], default=None)
     limit = st.flood_limit_at(top[0], ctx.tz) if top else None
     flags = list(res.flags)
@@ -249,11 +250,11 @@ def reservoir_inflow(store: TimeSeriesStore, ctx: ReportContext, start: datetime
         res = _inflow_result(ctx, st, level.get(st.id, []), outflow.get(st.id, []), inflow.get(st.id, []),
                              start, end)
         out_res = sensor_intervals(outflow.get(st.id, []), HOUR)
+        top = Prefix(level_max.get(st.id, []))
         row = {"station_id": st.id, "name": st.name, "town": st.town,
-               **_window_row(ctx, st, res, out_res, level_max.get(st.id, []), start, end),
+               **_window_row(ctx, st, res, out_res, top, start, end),
                "periods": [{"period": label, "start": ctx.t(max(a, start)), "end": ctx.t(min(b, end)),
-                            **_window_row(ctx, st, res, out_res, level_max.get(st.id, []), max(a, start),
-                                          min(b, end))}
+                            **_window_row(ctx, st, res, out_res, top, max(a, start), min(b, end))}
                            for label, a, b in periods if min(b, end) > max(a, start)]}
         if hydrograph:
             row["hydrograph"] = [[ctx.t(iv.start + (iv.end - iv.start) / 2), _r(iv.inflow_m3s, 3)]
