@@ -199,7 +199,7 @@ def test_a_falling_level_without_outflow_record_is_flagged_not_hidden() -> None:
     storage, _ = storage_series(st, levels)
     result = balance_intervals(storage, [], H)
     win = window_inflow(result, start, start + 6 * H)
-    assert "no outflow record" in result.flags[0]
+    assert result.flags[0].code == "no_outflow" and "无出库流量记录" in result.flags[0].zh
     assert win.negative_intervals == 5 and win.min_inflow_m3s < 0
     assert win.storage_change_m3 < 0 and win.volume_m3 < 0
 

@@ -37,6 +37,8 @@ def _cell(col: Col, value: Any, lang: str, excel: bool) -> Any:
     if col.kind == "time" and excel and isinstance(value, str):
         # Excel has no time zones: the local wall-clock time, as the bureau reads it.
         return datetime.fromisoformat(value).replace(tzinfo=None)
+    if isinstance(value, (list, tuple)) and value and isinstance(value[0], dict):  # flags: {code, zh, en}
+        return "；".join(f[lang] for f in value) if lang == "zh" else "; ".join(f[lang] for f in value)
     if isinstance(value, (list, tuple)):
         return "、".join(map(str, value)) if lang == "zh" else ", ".join(map(str, value))
     return value

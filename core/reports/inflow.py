@@ -36,11 +36,23 @@ class Interval:
     inflow_m3s: float
 
 
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """A doubt about a reservoir's figures: a code for programs, a sentence in Chinese and in English."""
+
+    code: str
+    zh: str
+    en: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"code": self.code, "zh": self.zh, "en": self.en}
+
+
 @dataclass(slots=True)
 class InflowResult:
     method: str  # "sensor" | "balance" | "none"
     intervals: list[Interval]
-    flags: list[str] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
     # Piecewise-linear storage (10⁶ m³) at the bucket middles, for the storage change.
     storage: list[tuple[datetime, float]] = field(default_factory=list)
     starts: list[datetime] | None = None  # the intervals' starts, for bisecting (filled on first use)
@@ -81,9 +93,9 @@ def balance_intervals(storage_mcm: Series, outflow_m3s: Series, bucket: timedelt
     s = _middles(storage_mcm, bucket)
     o = _middles(outflow_m3s, bucket)
     out_at = Linear(o)
-    flags: list[str] = []
+    flags: list[Flag] = []
     if not o:
-        flags.append("no outflow record: outflow taken as 0")
+        flags.append(Flag("no_outflow", "无出库流量记录，出库按0计", "no outflow record: outflow taken as 0"))
     intervals = []
     max_gap = bucket * 3
     gaps = 0
@@ -94,7 +106,9 @@ def balance_intervals(storage_mcm: Series, outflow_m3s: Series, bucket: timedelt
         o0, o1 = out_at(t0) or 0.0, out_at(t1) or 0.0
         intervals.append(Interval(t0, t1, (s1 - s0) * 1e6 / dt + (o0 + o1) / 2))
     if gaps:
-        flags.append(f"{gaps} gap(s) longer than {max_gap.total_seconds() / 3600:g} h in the level record")
+        h = f"{max_gap.total_seconds() / 3600:g}"
+        flags.append(Flag("level_gaps", f"水位记录有{gaps}处缺测超过{h}小时",
+                          f"{gaps} gap(s) longer than {h} h in the level record"))
     return InflowResult("balance", intervals, flags, s)
 
 
@@ -104,16 +118,17 @@ def sensor_intervals(inflow_m3s: Series, bucket: timedelta) -> InflowResult:
     return InflowResult("sensor", intervals, [])
 
 
-def storage_series(station: Station, level_m: Series) -> tuple[list[tuple[datetime, float]], list[str]]:
+def storage_series(station: Station, level_m: Series) -> tuple[list[tuple[datetime, float]], list[Flag]]:
     """Storage (10⁶ m³) from levels through the station's level–storage curve; flags levels off the curve."""
     curve = station.level_storage or []
     flags = []
     if not curve:
-        return [], ["no level–storage curve: no water balance"]
+        return [], [Flag("no_curve", "无水位库容曲线，无法做水量平衡", "no level–storage curve: no water balance")]
     lo, hi = curve[0][0], curve[-1][0]
     off = [lv for _, lv in level_m if lv < lo or lv > hi]
     if off:
-        flags.append(f"{len(off)} level(s) outside the level–storage curve ({lo}–{hi} m): storage held at its end")
+        flags.append(Flag("level_off_curve", f"{len(off)}个水位超出水位库容曲线范围（{lo}–{hi} m），库容按端点计",
+                          f"{len(off)} level(s) outside the level–storage curve ({lo}–{hi} m): storage held at its end"))
     return [(ts, station.storage_at(lv)) for ts, lv in level_m], flags  # type: ignore[misc]
 
 

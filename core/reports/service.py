@@ -15,7 +15,7 @@ from typing import Any, Sequence
 from core.domain import Kind, Station
 from core.reports.areal import ArealCalculator
 from core.reports.events import HOUR, StormEvent, detect_events
-from core.reports.inflow import (InflowResult, balance_intervals, sensor_intervals, storage_series,
+from core.reports.inflow import (Flag, InflowResult, balance_intervals, sensor_intervals, storage_series,
                                  window_inflow)
 from core.reports.periods import DAY_S, day_bucket_offset_s, hydro_days, months
 from core.reports.series import Prefix
@@ -202,7 +202,7 @@ def _inflow_result(ctx: ReportContext, st: Station, level: list, outflow: list, 
         res.storage = [(ts + HOUR / 2, v) for ts, v in storage]  # storage change still from the levels
         return res
     if not storage:
-        return InflowResult("none", [], flags or ["no level record"])
+        return InflowResult("none", [], flags or [Flag("no_level", "无水位记录", "no level record")])
     res = balance_intervals(storage, outflow, HOUR)
     res.flags = flags + res.flags
     return res
@@ -217,7 +217,9 @@ def _window_row(ctx: ReportContext, st: Station, res: InflowResult, outflow_res:
     limit = st.flood_limit_at(top[0], ctx.tz) if top else None
     flags = list(res.flags)
     if w.negative_intervals:
-        flags.append(f"{w.negative_intervals} hour(s) with negative inflow (lowest {w.min_inflow_m3s:.2f} m³/s)")
+        low = f"{w.min_inflow_m3s:.2f}"
+        flags.append(Flag("negative_inflow", f"{w.negative_intervals}个小时入库流量为负（最小 {low} m³/s）",
+                          f"{w.negative_intervals} hour(s) with negative inflow (lowest {low} m³/s)"))
     return {
         "inflow_volume_10k_m3": _r(w.volume_10k_m3, 2), "inflow_volume_mcm": _r(w.volume_mcm, 4),
         "peak_inflow_m3s": _r(w.peak_inflow_m3s, 2), "peak_inflow_at": ctx.t(w.peak_at),
@@ -226,7 +228,7 @@ def _window_row(ctx: ReportContext, st: Station, res: InflowResult, outflow_res:
         "max_level_m": _r(top[1], 2) if top else None, "max_level_at": ctx.t(top[0]) if top else None,
         "flood_limit_level_m": limit,
         "margin_to_flood_limit_m": _r(limit - top[1], 2) if top and limit is not None else None,
-        "method": res.method, "flags": flags,
+        "method": res.method, "flags": [f.as_dict() for f in flags],
     }
 
 

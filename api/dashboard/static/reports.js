@@ -211,7 +211,7 @@ function renderInflow() {
     { label: r("col.maxlevel"), value: (x) => fmtNum(x.max_level_m, 2), cls: "num" },
     { label: r("col.margin"), value: (x) => fmtNum(x.margin_to_flood_limit_m, 2), cls: "num" },
     { label: r("col.method"), value: (x) => r(`method.${x.method}`) },
-    { label: r("col.flags"), value: (x) => h("span", { class: "flag" }, x.flags.join("；")) },
+    { label: r("col.flags"), value: (x) => h("span", { class: "flag" }, x.flags.map((f) => f[getLang()] || f.zh).join(getLang() === "zh" ? "；" : "; ")) },
   ], rep.reservoirs, { rowAttrs: (x) => ({ "data-station-id": x.station_id }) }));
 }
 
