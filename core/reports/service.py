@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from core.domain import Kind, Station
 from core.reports.areal import ArealCalculator
@@ -22,10 +22,13 @@ from core.reports.series import Prefix
 from core.reports.towns import Town
 from core.timeutil import UTC, iso
 from core.tsdb import TimeSeriesStore
+from core.tsdb.port import BucketStats
 
 RAIN = "rain_mm"
 # An event is looked for this far after its start when it is asked for by id.
 EVENT_MAX_SPAN = timedelta(days=31)
+# Reservoir inflow is computed from hourly buckets for periods up to this long, from daily ones beyond.
+HOURLY_UP_TO = timedelta(days=31)
 
 
 @dataclass
@@ -62,17 +65,19 @@ def _r(v: float | None, nd: int = 1) -> float | None:
 class _EventData:
     events: list[StormEvent]
     counts: dict[str, Prefix]
+    sums: dict[str, list[tuple[datetime, float]]]
 
 
 def _events(store: TimeSeriesStore, ctx: ReportContext, start: datetime, end: datetime, now: datetime) -> _EventData:
     data_end = min(end, now)
     ids = [g.id for g in ctx.gauges]
     if data_end <= start or not ids:
-        return _EventData([], {})
-    sums = store.aggregate_many(ids, RAIN, start, data_end, 3600, "sum")
-    counts = store.aggregate_many(ids, RAIN, start, data_end, 3600, "count")
+        return _EventData([], {}, {})
+    stats = store.bucket_stats(ids, [RAIN], start, data_end, 3600)
+    sums = {sid: [(t, b.sum) for t, b in rows] for (sid, _), rows in stats.items()}
+    counts = {sid: Prefix([(t, float(b.count)) for t, b in rows]) for (sid, _), rows in stats.items()}
     events = detect_events(sums, dry_gap_h=ctx.dry_gap_h, trace_mm=ctx.trace_mm, data_end=data_end)
-    return _EventData(events, {sid: Prefix(rows) for sid, rows in counts.items()})
+    return _EventData(events, counts, sums)
 
 
 def _event_areal(ctx: ReportContext, ev: StormEvent, counts: dict[str, Prefix]) -> dict:
@@ -142,7 +147,7 @@ def rain_event(store: TimeSeriesStore, ctx: ReportContext, event_id: str, now: d
             row[f"max_{w.hours}h_start"] = ctx.t(w.start)
             row[f"max_{w.hours}h_end"] = ctx.t(w.end)
         rows.append(row)
-    hyeto = store.aggregate_many(list(gauges), RAIN, ev.start, ev.end, 3600, "sum")
+    hyeto = {sid: [(t, v) for t, v in rows if ev.start <= t < ev.end] for sid, rows in data.sums.items()}
     return {"report": "rain_event", **_event_summary(ctx, ev, areal),
             "gauges_dropped": areal["gauges_dropped"], "gauges": rows, "towns": areal["towns"],
             "hyetographs": {sid: [[ctx.t(ts), _r(v)] for ts, v in pts] for sid, pts in hyeto.items()}}
@@ -150,11 +155,14 @@ def rain_event(store: TimeSeriesStore, ctx: ReportContext, event_id: str, now: d
 
 # ----------------------------------------------------------------------------------------------- areal rainfall
 
-def _daily(store: TimeSeriesStore, ctx: ReportContext, start: datetime, end: datetime, metric: str,
-           ids: list[str], agg: str) -> dict[str, Prefix]:
+def _daily(store: TimeSeriesStore, ctx: ReportContext, start: datetime, end: datetime,
+           ids: list[str]) -> tuple[dict[str, Prefix], dict[str, Prefix]]:
+    """Per gauge: daily rain sums and daily reading counts (days beginning 08:00 local), one store query."""
     off = day_bucket_offset_s(ctx.tz, start)
-    rows = store.aggregate_many(ids, metric, start, end, DAY_S, agg, offset_s=off)  # type: ignore[arg-type]
-    return {sid: Prefix(pts) for sid, pts in rows.items()}
+    stats = store.bucket_stats(ids, [RAIN], start, end, DAY_S, offset_s=off)
+    sums = {sid: Prefix([(t, b.sum) for t, b in rows]) for (sid, _), rows in stats.items()}
+    counts = {sid: Prefix([(t, float(b.count)) for t, b in rows]) for (sid, _), rows in stats.items()}
+    return sums, counts
 
 
 def areal_rainfall(store: TimeSeriesStore, ctx: ReportContext, start: datetime, end: datetime,
@@ -164,8 +172,7 @@ def areal_rainfall(store: TimeSeriesStore, ctx: ReportContext, start: datetime, 
     days = hydro_days(start, end, ctx.tz)
     if days:
         start, end = days[0][1], days[-1][2]
-    sums = _daily(store, ctx, start, end, RAIN, ids, "sum")
-    counts = _daily(store, ctx, start, end, RAIN, ids, "count")
+    sums, counts = _daily(store, ctx, start, end, ids)
 
     def period(label: str, a: datetime, b: datetime) -> dict[str, Any]:
         tot = {sid: per.between(a, b) for sid, per in sums.items()}
@@ -194,16 +201,16 @@ def areal_rainfall(store: TimeSeriesStore, ctx: ReportContext, start: datetime, 
 # ----------------------------------------------------------------------------------------------- reservoir inflow
 
 def _inflow_result(ctx: ReportContext, st: Station, level: list, outflow: list, inflow: list,
-                   start: datetime, end: datetime) -> InflowResult:
-    hours = max(1.0, (end - start).total_seconds() / 3600)
+                   start: datetime, end: datetime, bucket: timedelta) -> InflowResult:
+    hours = max(1.0, (end - start) / bucket)
     storage, flags = storage_series(st, level)
     if inflow and len(inflow) >= ctx.min_coverage * hours:
-        res = sensor_intervals(inflow, HOUR)
-        res.storage = [(ts + HOUR / 2, v) for ts, v in storage]  # storage change still from the levels
+        res = sensor_intervals(inflow, bucket)
+        res.storage = [(ts + bucket / 2, v) for ts, v in storage]  # storage change still from the levels
         return res
     if not storage:
         return InflowResult("none", [], flags or [Flag("no_level", "无水位记录", "no level record")])
-    res = balance_intervals(storage, outflow, HOUR)
+    res = balance_intervals(storage, outflow, bucket)
     res.flags = flags + res.flags
     return res
 
@@ -240,18 +247,33 @@ def reservoir_inflow(store: TimeSeriesStore, ctx: ReportContext, start: datetime
     end = min(end, max(start, now))
     ids = [r.id for r in ctx.reservoirs]
     # One bucket either side, so the balance can interpolate storage at the window's edges.
-    lo, hi = start - HOUR, end + HOUR
-    level = store.aggregate_many(ids, "water_level_m", lo, hi, 3600, "mean")
-    level_max = store.aggregate_many(ids, "water_level_m", start, end, 3600, "max")
-    outflow = store.aggregate_many(ids, "outflow_m3s", lo, hi, 3600, "mean")
-    inflow = store.aggregate_many(ids, "inflow_m3s", start, end, 3600, "mean")
+    # Hourly up to a month; beyond, daily means (08:00–08:00), as yearbooks tabulate a year: the peak is then the
+    # largest daily mean inflow, and the report says so.
+    bucket = HOUR if end - start <= HOURLY_UP_TO else timedelta(days=1)
+    offset = 0 if bucket == HOUR else day_bucket_offset_s(ctx.tz, start)
+    lo, hi = start - bucket, end + bucket
+    stats = store.bucket_stats(ids, ["water_level_m", "outflow_m3s", "inflow_m3s"], lo, hi,
+                               int(bucket.total_seconds()), offset_s=offset)
+
+    def series(metric: str, pick: Callable[[BucketStats], float], a: datetime = lo,
+               b: datetime = hi) -> dict[str, list[tuple[datetime, float]]]:
+        return {sid: [(t, pick(x)) for t, x in rows if a <= t < b]
+                for (sid, m), rows in stats.items() if m == metric}
+
+    def mean(x: BucketStats) -> float:
+        return x.sum / x.count
+
+    level = series("water_level_m", mean)
+    level_max = series("water_level_m", lambda x: x.max, start, end)
+    outflow = series("outflow_m3s", mean)
+    inflow = series("inflow_m3s", mean, start, end)
     periods = list(windows) if windows is not None else [(d.isoformat(), a, b)
                                                           for d, a, b in hydro_days(start, end, ctx.tz)]
     rows = []
     for st in ctx.reservoirs:
         res = _inflow_result(ctx, st, level.get(st.id, []), outflow.get(st.id, []), inflow.get(st.id, []),
-                             start, end)
-        out_res = sensor_intervals(outflow.get(st.id, []), HOUR)
+                             start, end, bucket)
+        out_res = sensor_intervals(outflow.get(st.id, []), bucket)
         top = Prefix(level_max.get(st.id, []))
         row = {"station_id": st.id, "name": st.name, "town": st.town,
                **_window_row(ctx, st, res, out_res, top, start, end),
@@ -268,5 +290,6 @@ def reservoir_inflow(store: TimeSeriesStore, ctx: ReportContext, start: datetime
         r["rank"] = i
     total = sum(r["inflow_volume_10k_m3"] for r in ranked)
     return {"report": "reservoir_inflow", "start": ctx.t(start), "end": ctx.t(end),
+            "resolution": "1h" if bucket == HOUR else "1d",
             "district_inflow_volume_10k_m3": _r(total, 2), "district_inflow_volume_mcm": _r(total / 100, 4),
             "reservoirs": sorted(rows, key=lambda r: r.get("rank", 10**6))}

@@ -33,7 +33,7 @@ import httpx
 
 from core.domain import KINDS, METRICS, Reading
 from core.timeutil import from_ms, to_ms
-from core.tsdb.port import AGGS, Agg, StoreUnavailable
+from core.tsdb.port import AGGS, Agg, BucketStats, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -335,6 +335,51 @@ class _InfluxQLStore:
                         prev[0] = min(prev[0], a) if agg == "min" else max(prev[0], a)
         return {sid: [(from_ms(t), a / n if agg == "mean" else a) for t, (a, n) in sorted(per.items())]
                 for sid, per in sorted(buckets.items())}
+
+    def bucket_stats(self, station_ids: Sequence[str], metrics: Sequence[str], start: datetime, end: datetime,
+                     every_s: int, offset_s: int = 0) -> dict[tuple[str, str], list[tuple[datetime, BucketStats]]]:
+        every_ms = int(every_s * 1000)
+        if every_ms <= 0:
+            raise ValueError("every_s must be positive")
+        ids, mets = list(dict.fromkeys(station_ids)), list(dict.fromkeys(metrics))
+        if not ids or not mets:
+            return {}
+        self._ensure_database()
+        off_ms = int(offset_s * 1000) % every_ms
+        who = " OR ".join(f"{q_ident(TAG)} = {q_str(s)}" for s in ids)
+        plan = [(k, [m for m in mets if m in METRICS.get(k, {})]) for k in KINDS]
+        plan = [(k, ms) for k, ms in plan if ms]
+        # One statement per kind, every metric's four aggregates in it: one pass over each measurement.
+        statements = []
+        for k, ms in plan:
+            cols = ", ".join(f"count({q_ident(m)}) AS n{i}, sum({q_ident(m)}) AS s{i}, min({q_ident(m)}) AS lo{i}, "
+                             f"max({q_ident(m)}) AS hi{i}" for i, m in enumerate(ms))
+            statements.append(f"SELECT {cols} FROM {q_ident(k)} WHERE ({who}) AND {_time_range(start, end)} "
+                              f"GROUP BY time({every_ms}ms, {off_ms}ms), {q_ident(TAG)} fill(none)")
+        merged: dict[tuple[str, str], dict[int, list[float]]] = {}
+        for (k, ms), res in zip(plan, self._ql(statements)):
+            for s in _series(res):
+                sid = (s.get("tags") or {}).get(TAG)
+                if not sid:
+                    continue
+                cols = s["columns"]
+                idx = {c: j for j, c in enumerate(cols)}
+                for values in s.get("values") or []:
+                    t = values[idx["time"]]
+                    for i, m in enumerate(ms):
+                        n = values[idx[f"n{i}"]]
+                        if not n:
+                            continue
+                        a = [float(n), float(values[idx[f"s{i}"]]), float(values[idx[f"lo{i}"]]),
+                             float(values[idx[f"hi{i}"]])]
+                        per = merged.setdefault((sid, m), {})
+                        prev = per.get(t)
+                        if prev is None:
+                            per[t] = a
+                        else:  # the same station under two kinds
+                            per[t] = [prev[0] + a[0], prev[1] + a[1], min(prev[2], a[2]), max(prev[3], a[3])]
+        return {key: [(from_ms(t), BucketStats(int(v[0]), v[1], v[2], v[3])) for t, v in sorted(per.items())]
+                for key, per in sorted(merged.items())}
 
     def counts_by_kind(self) -> dict[str, int]:
         self._ensure_database()

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, Protocol, Sequence
+from typing import Literal, NamedTuple, Protocol, Sequence
 
 from core.domain import Reading
 
 Agg = Literal["mean", "min", "max", "sum", "count"]
 AGGS: tuple[str, ...] = ("mean", "min", "max", "sum", "count")
+
+
+class BucketStats(NamedTuple):
+    """Count, sum, min and max of the readings in one bucket (mean = sum / count)."""
+
+    count: int
+    sum: float
+    min: float
+    max: float
 
 
 class StoreUnavailable(RuntimeError):
@@ -35,6 +44,11 @@ class TimeSeriesStore(Protocol):
         """Like ``aggregate`` for several stations in one query; buckets begin at epoch + ``offset_s`` + k·every_s
         (e.g. days that begin at 08:00 local). Stations without readings are left out. The store aggregates:
         reports never pull raw points."""
+
+    def bucket_stats(self, station_ids: Sequence[str], metrics: Sequence[str], start: datetime, end: datetime,
+                     every_s: int, offset_s: int = 0) -> dict[tuple[str, str], list[tuple[datetime, BucketStats]]]:
+        """Count, sum, min and max per bucket of several stations and metrics in one pass over the store:
+        {(station_id, metric): [(bucket start, stats), ...]} oldest first; empty series left out."""
 
     def counts_by_kind(self) -> dict[str, int]:
         """Number of stored points per station kind."""
