@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 
 import pytest
 
 from core.reports.service import ReportContext, areal_rainfall, rain_event, rain_events, reservoir_inflow
+from core.tsdb import open_store
 from core.tsdb.sqlite import SQLiteStore
 from simulators.town_polygons import generate_towns
 from tests.reports_support import (SH, STORM_END, STORM_START, balance_reservoirs, report_stations,
@@ -15,9 +17,14 @@ from tests.reports_support import (SH, STORM_END, STORM_START, balance_reservoir
 NOW = STORM_END + timedelta(hours=2)
 
 
-@pytest.fixture(scope="module")
-def storm_store(tmp_path_factory, district):
-    store = SQLiteStore(tmp_path_factory.mktemp("storm") / "ts.sqlite3")
+@pytest.fixture(scope="module", params=["sqlite", "influxdb"])
+def storm_store(request, tmp_path_factory, district):
+    """The storm in each store: the reports must come out the same from SQL and from InfluxQL aggregates."""
+    if request.param == "sqlite":
+        store = SQLiteStore(tmp_path_factory.mktemp("storm") / "ts.sqlite3")
+    else:
+        server = request.getfixturevalue("influxdb")
+        store = open_store(server.url_for("storm_" + uuid.uuid4().hex[:8]))
     store.write(storm_readings(district))
     yield store
     store.close()

@@ -51,10 +51,13 @@ def test_bucket_stats_of_several_metrics_in_one_pass(contract_store) -> None:
                 Reading("R1", "reservoir", "storage_mcm", T0, 9.0), rain("G1", 0, 1.5), rain("G1", 30, 0.5)])
     out = st.bucket_stats(["R1", "G1"], ["water_level_m", "outflow_m3s", "rain_mm"], T0, T0 + 2 * H, 3600)
     assert set(out) == {("R1", "water_level_m"), ("R1", "outflow_m3s"), ("G1", "rain_mm")}
-    assert out[("R1", "water_level_m")] == [(T0, (2, 81.0, 40.0, 41.0)), (T0 + H, (1, 43.0, 43.0, 43.0))]
-    assert out[("R1", "outflow_m3s")] == [(T0, (1, 2.5, 2.5, 2.5))]
-    assert out[("G1", "rain_mm")] == [(T0, (2, 2.0, 0.5, 1.5))]
+    assert out[("R1", "water_level_m")] == [(T0, (2, 81.0, 40.0, 41.0, 40.5)), (T0 + H, (1, 43.0, 43.0, 43.0, 43.0))]
+    assert out[("R1", "outflow_m3s")] == [(T0, (1, 2.5, 2.5, 2.5, 2.5))]
+    assert out[("G1", "rain_mm")] == [(T0, (2, 2.0, 0.5, 1.5, 1.0))]
     assert st.bucket_stats([], ["rain_mm"], T0, T0 + H, 3600) == {}
+    # Only what is asked for must be there (a store may leave the rest out).
+    some = st.bucket_stats(["R1"], ["water_level_m"], T0, T0 + 2 * H, 3600, stats=("mean", "max"))
+    assert [(t, x.mean, x.max) for t, x in some[("R1", "water_level_m")]] == [(T0, 40.5, 41.0), (T0 + H, 43.0, 43.0)]
 
 
 def test_bucket_stats_agree_with_the_raw_readings_after_overwrites_and_at_odd_edges(tmp_path) -> None:

@@ -55,9 +55,9 @@ def rainfall_history(store: TimeSeriesStore, ctx: Any, year: int, now: datetime,
     hi = min(month_start(year + 1, 1, tz), max(now, lo))
     ids = [g.id for g in ctx.gauges]
     off = day_bucket_offset_s(tz, lo)
-    stats = store.bucket_stats(ids, [RAIN], lo, hi, DAY_S, offset_s=off)
+    stats = store.bucket_stats(ids, [RAIN], lo, hi, DAY_S, offset_s=off, stats=("count", "sum"))
     day_sums = {sid: Prefix([(t, b.sum) for t, b in rows]) for (sid, _), rows in stats.items()}
-    day_seen = {sid: Prefix([(t, 1.0) for t, b in rows if b.count > 0]) for (sid, _), rows in stats.items()}
+    day_seen = {sid: Prefix([(t, 1.0) for t, b in rows if b.count]) for (sid, _), rows in stats.items()}
 
     # The periods of `year`: whole months before the current one, the running one up to now, the year to date.
     # Months are hydrological: at 07:59 on 1 March, March has not begun.

@@ -56,6 +56,7 @@ class InflowResult:
     # Piecewise-linear storage (10⁶ m³) at the bucket middles, for the storage change.
     storage: list[tuple[datetime, float]] = field(default_factory=list)
     starts: list[datetime] | None = None  # the intervals' starts, for bisecting (filled on first use)
+    storage_at: "Linear | None" = None  # interpolation over ``storage`` (made on first use)
 
 
 def _middles(series: Series, bucket: timedelta) -> list[tuple[datetime, float]]:
@@ -175,7 +176,9 @@ def window_inflow(result: InflowResult, start: datetime, end: datetime) -> Windo
             neg += 1
     ds = None
     if result.storage:
-        s0, s1 = _interp(result.storage, start), _interp(result.storage, end)
+        if result.storage_at is None or result.storage_at.points is not result.storage:
+            result.storage_at = Linear(result.storage)
+        s0, s1 = result.storage_at(start), result.storage_at(end)
         if s0 is not None and s1 is not None:
             ds = (s1 - s0) * 1e6
     return WindowInflow(start, end, volume if covered else None, peak, peak_at, ds, neg, low)

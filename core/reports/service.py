@@ -73,7 +73,7 @@ def _events(store: TimeSeriesStore, ctx: ReportContext, start: datetime, end: da
     ids = [g.id for g in ctx.gauges]
     if data_end <= start or not ids:
         return _EventData([], {}, {})
-    stats = store.bucket_stats(ids, [RAIN], start, data_end, 3600)
+    stats = store.bucket_stats(ids, [RAIN], start, data_end, 3600, stats=("count", "sum"))
     sums = {sid: [(t, b.sum) for t, b in rows] for (sid, _), rows in stats.items()}
     counts = {sid: Prefix([(t, float(b.count)) for t, b in rows]) for (sid, _), rows in stats.items()}
     events = detect_events(sums, dry_gap_h=ctx.dry_gap_h, trace_mm=ctx.trace_mm, data_end=data_end)
@@ -159,7 +159,7 @@ def _daily(store: TimeSeriesStore, ctx: ReportContext, start: datetime, end: dat
            ids: list[str]) -> tuple[dict[str, Prefix], dict[str, Prefix]]:
     """Per gauge: daily rain sums and daily reading counts (days beginning 08:00 local), one store query."""
     off = day_bucket_offset_s(ctx.tz, start)
-    stats = store.bucket_stats(ids, [RAIN], start, end, DAY_S, offset_s=off)
+    stats = store.bucket_stats(ids, [RAIN], start, end, DAY_S, offset_s=off, stats=("count", "sum"))
     sums = {sid: Prefix([(t, b.sum) for t, b in rows]) for (sid, _), rows in stats.items()}
     counts = {sid: Prefix([(t, float(b.count)) for t, b in rows]) for (sid, _), rows in stats.items()}
     return sums, counts
@@ -252,8 +252,10 @@ def reservoir_inflow(store: TimeSeriesStore, ctx: ReportContext, start: datetime
     bucket = HOUR if end - start <= HOURLY_UP_TO else timedelta(days=1)
     offset = 0 if bucket == HOUR else day_bucket_offset_s(ctx.tz, start)
     lo, hi = start - bucket, end + bucket
-    stats = store.bucket_stats(ids, ["water_level_m", "outflow_m3s", "inflow_m3s"], lo, hi,
-                               int(bucket.total_seconds()), offset_s=offset)
+    every = int(bucket.total_seconds())
+    stats = store.bucket_stats(ids, ["water_level_m"], lo, hi, every, offset_s=offset, stats=("mean", "max"))
+    stats.update(store.bucket_stats(ids, ["outflow_m3s", "inflow_m3s"], lo, hi, every, offset_s=offset,
+                                    stats=("mean",)))
 
     def series(metric: str, pick: Callable[[BucketStats], float], a: datetime = lo,
                b: datetime = hi) -> dict[str, list[tuple[datetime, float]]]:
@@ -261,7 +263,7 @@ def reservoir_inflow(store: TimeSeriesStore, ctx: ReportContext, start: datetime
                 for (sid, m), rows in stats.items() if m == metric}
 
     def mean(x: BucketStats) -> float:
-        return x.sum / x.count
+        return x.mean  # type: ignore[return-value]
 
     level = series("water_level_m", mean)
     level_max = series("water_level_m", lambda x: x.max, start, end)

@@ -33,7 +33,7 @@ import httpx
 
 from core.domain import KINDS, METRICS, Reading
 from core.timeutil import from_ms, to_ms
-from core.tsdb.port import AGGS, Agg, BucketStats, StoreUnavailable
+from core.tsdb.port import AGGS, STATS, Agg, BucketStats, StatName, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -337,49 +337,60 @@ class _InfluxQLStore:
                 for sid, per in sorted(buckets.items())}
 
     def bucket_stats(self, station_ids: Sequence[str], metrics: Sequence[str], start: datetime, end: datetime,
-                     every_s: int, offset_s: int = 0) -> dict[tuple[str, str], list[tuple[datetime, BucketStats]]]:
+                     every_s: int, offset_s: int = 0, stats: Sequence[StatName] = STATS,
+                     ) -> dict[tuple[str, str], list[tuple[datetime, BucketStats]]]:
         every_ms = int(every_s * 1000)
         if every_ms <= 0:
             raise ValueError("every_s must be positive")
         ids, mets = list(dict.fromkeys(station_ids)), list(dict.fromkeys(metrics))
-        if not ids or not mets:
+        wanted = [a for a in STATS if a in stats]
+        if not ids or not mets or not wanted:
             return {}
         self._ensure_database()
         off_ms = int(offset_s * 1000) % every_ms
         who = " OR ".join(f"{q_ident(TAG)} = {q_str(s)}" for s in ids)
-        plan = [(k, [m for m in mets if m in METRICS.get(k, {})]) for k in KINDS]
-        plan = [(k, ms) for k, ms in plan if ms]
-        # One statement per kind, every metric's four aggregates in it: one pass over each measurement.
-        statements = []
-        for k, ms in plan:
-            cols = ", ".join(f"count({q_ident(m)}) AS n{i}, sum({q_ident(m)}) AS s{i}, min({q_ident(m)}) AS lo{i}, "
-                             f"max({q_ident(m)}) AS hi{i}" for i, m in enumerate(ms))
-            statements.append(f"SELECT {cols} FROM {q_ident(k)} WHERE ({who}) AND {_time_range(start, end)} "
-                              f"GROUP BY time({every_ms}ms, {off_ms}ms), {q_ident(TAG)} fill(none)")
-        merged: dict[tuple[str, str], dict[int, list[float]]] = {}
-        for (k, ms), res in zip(plan, self._ql(statements)):
+        # One statement per (kind, metric, aggregate), all in one request: InfluxDB 1.x makes one pass per aggregate
+        # either way, and several aggregates in one SELECT cost it more than their sum.
+        plan = [(k, m, a) for k in KINDS for m in mets if m in METRICS.get(k, {}) for a in wanted]
+        statements = [f"SELECT {a}({q_ident(m)}) AS v FROM {q_ident(k)} WHERE ({who}) AND {_time_range(start, end)} "
+                      f"GROUP BY time({every_ms}ms, {off_ms}ms), {q_ident(TAG)} fill(none)" for k, m, a in plan]
+        slot = {a: i for i, a in enumerate(STATS)}
+        merged: dict[tuple[str, str], dict[int, list[float | None]]] = {}
+        seen_kind: dict[tuple[str, str], str] = {}
+        for (k, m, a), res in zip(plan, self._ql(statements)):
             for s in _series(res):
                 sid = (s.get("tags") or {}).get(TAG)
                 if not sid:
                     continue
-                cols = s["columns"]
-                idx = {c: j for j, c in enumerate(cols)}
-                for values in s.get("values") or []:
-                    t = values[idx["time"]]
-                    for i, m in enumerate(ms):
-                        n = values[idx[f"n{i}"]]
-                        if not n:
-                            continue
-                        a = [float(n), float(values[idx[f"s{i}"]]), float(values[idx[f"lo{i}"]]),
-                             float(values[idx[f"hi{i}"]])]
-                        per = merged.setdefault((sid, m), {})
-                        prev = per.get(t)
-                        if prev is None:
-                            per[t] = a
-                        else:  # the same station under two kinds
-                            per[t] = [prev[0] + a[0], prev[1] + a[1], min(prev[2], a[2]), max(prev[3], a[3])]
-        return {key: [(from_ms(t), BucketStats(int(v[0]), v[1], v[2], v[3])) for t, v in sorted(per.items())]
-                for key, per in sorted(merged.items())}
+                # A station found under two kinds (a misconfigured device) keeps the first kind's figures.
+                if seen_kind.setdefault((sid, m), k) != k:
+                    continue
+                per = merged.setdefault((sid, m), {})
+                for t, v in s.get("values") or []:
+                    if v is None:
+                        continue
+                    row = per.get(t)
+                    if row is None:
+                        row = per[t] = [None] * len(STATS)
+                    row[slot[a]] = v
+        times: dict[int, datetime] = {}  # stations share their buckets: one datetime per bucket
+
+        def at(ms: int) -> datetime:
+            t = times.get(ms)
+            if t is None:
+                t = times[ms] = from_ms(ms)
+            return t
+
+        out: dict[tuple[str, str], list[tuple[datetime, BucketStats]]] = {}
+        for key, per in sorted(merged.items()):
+            rows = []
+            for t, (n, total, lo, hi, mean) in sorted(per.items()):
+                if n == 0:
+                    continue
+                rows.append((at(t), BucketStats(None if n is None else int(n), total, lo, hi, mean)))
+            if rows:
+                out[key] = rows
+        return out
 
     def counts_by_kind(self) -> dict[str, int]:
         self._ensure_database()

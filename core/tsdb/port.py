@@ -11,13 +11,19 @@ Agg = Literal["mean", "min", "max", "sum", "count"]
 AGGS: tuple[str, ...] = ("mean", "min", "max", "sum", "count")
 
 
-class BucketStats(NamedTuple):
-    """Count, sum, min and max of the readings in one bucket (mean = sum / count)."""
+StatName = Literal["count", "sum", "min", "max", "mean"]
+STATS: tuple[str, ...] = ("count", "sum", "min", "max", "mean")
 
-    count: int
-    sum: float
-    min: float
-    max: float
+
+class BucketStats(NamedTuple):
+    """Aggregates of the readings in one bucket; None for one that was not asked for (a store may skip it: each
+    aggregate costs InfluxDB another pass)."""
+
+    count: int | None
+    sum: float | None
+    min: float | None
+    max: float | None
+    mean: float | None
 
 
 class StoreUnavailable(RuntimeError):
@@ -46,9 +52,11 @@ class TimeSeriesStore(Protocol):
         reports never pull raw points."""
 
     def bucket_stats(self, station_ids: Sequence[str], metrics: Sequence[str], start: datetime, end: datetime,
-                     every_s: int, offset_s: int = 0) -> dict[tuple[str, str], list[tuple[datetime, BucketStats]]]:
-        """Count, sum, min and max per bucket of several stations and metrics in one pass over the store:
-        {(station_id, metric): [(bucket start, stats), ...]} oldest first; empty series left out."""
+                     every_s: int, offset_s: int = 0, stats: Sequence[StatName] = STATS,
+                     ) -> dict[tuple[str, str], list[tuple[datetime, BucketStats]]]:
+        """The ``stats`` per bucket of several stations and metrics in one request to the store:
+        {(station_id, metric): [(bucket start, stats), ...]} oldest first; empty series left out. Buckets begin at
+        epoch + ``offset_s`` + k·every_s."""
 
     def counts_by_kind(self) -> dict[str, int]:
         """Number of stored points per station kind."""

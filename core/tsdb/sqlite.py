@@ -11,7 +11,7 @@ from typing import Sequence
 from core.domain import Reading
 from core.sqlite_wal import switch_to_wal
 from core.timeutil import from_ms, to_ms
-from core.tsdb.port import AGGS, Agg, BucketStats, StoreUnavailable
+from core.tsdb.port import AGGS, STATS, Agg, BucketStats, StatName, StoreUnavailable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -195,7 +195,9 @@ class SQLiteStore:
         return out
 
     def bucket_stats(self, station_ids: Sequence[str], metrics: Sequence[str], start: datetime, end: datetime,
-                     every_s: int, offset_s: int = 0) -> dict[tuple[str, str], list[tuple[datetime, BucketStats]]]:
+                     every_s: int, offset_s: int = 0, stats: Sequence[StatName] = STATS,
+                     ) -> dict[tuple[str, str], list[tuple[datetime, BucketStats]]]:
+        # SQLite computes all of them in the same pass: ``stats`` only matters to InfluxDB.
         every_ms = int(every_s * 1000)
         if every_ms <= 0:
             raise ValueError("every_s must be positive")
@@ -228,16 +230,24 @@ class SQLiteStore:
                 parts.append(raw(inner1, t1))
         else:
             parts.append(raw(t0, t1))
-        merged: dict[tuple[str, str, int], list[float]] = {}
         with self._lock:
-            for sql, args in parts:
-                for sid, metric, b, n, total, lo, hi in self._conn.execute(sql, args).fetchall():
-                    prev = merged.get((sid, metric, b))
-                    merged[(sid, metric, b)] = [n, total, lo, hi] if prev is None else \
-                        [prev[0] + n, prev[1] + total, min(prev[2], lo), max(prev[3], hi)]
+            results = [self._conn.execute(sql, args).fetchall() for sql, args in parts]
+        if len(results) == 1:
+            rows = sorted(results[0], key=lambda r: (r[0], r[1], r[2]))
+        else:
+            merged: dict[tuple[str, str, int], list[float]] = {}
+            for sid, metric, b, n, total, lo, hi in (r for res in results for r in res):
+                prev = merged.get((sid, metric, b))
+                merged[(sid, metric, b)] = [n, total, lo, hi] if prev is None else \
+                    [prev[0] + n, prev[1] + total, min(prev[2], lo), max(prev[3], hi)]
+            rows = [(*k, *v) for k, v in sorted(merged.items())]
         out: dict[tuple[str, str], list[tuple[datetime, BucketStats]]] = {}
-        for (sid, metric, b), (n, total, lo, hi) in sorted(merged.items()):
-            out.setdefault((sid, metric), []).append((from_ms(b), BucketStats(int(n), total, lo, hi)))
+        times: dict[int, datetime] = {}  # stations share their buckets: one datetime per bucket
+        for sid, metric, b, n, total, lo, hi in rows:
+            t = times.get(b)
+            if t is None:
+                t = times[b] = from_ms(b)
+            out.setdefault((sid, metric), []).append((t, BucketStats(int(n), total, lo, hi, total / n)))
         return out
 
     def counts_by_kind(self) -> dict[str, int]:
