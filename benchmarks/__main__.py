@@ -1,11 +1,12 @@
 """Run every benchmark: ``python -m benchmarks`` (``make bench``).
 
-ARGS go to the ingest benchmark; the alert and river-chief benchmarks run with their defaults after it.
+ARGS go to the ingest benchmark; the alert, river-chief and report benchmarks run with their defaults after it.
 """
 
-from benchmarks import alerts, ingest, patrols
+from benchmarks import alerts, ingest, patrols, reports
 
 if __name__ == "__main__":
     ingest.main()
     alerts.main([])
     patrols.main([])
+    reports.main([])

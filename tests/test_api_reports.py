@@ -51,6 +51,8 @@ def test_events_list_and_detail(client) -> None:
     assert client.get("/api/v1/reports/rain-events/2026072009").status_code == 404
     bad = client.get("/api/v1/reports/rain-events/2026-07-20")
     assert bad.status_code == 422 and "YYYYMMDDHH" in bad.json()["detail"]
+    for odd in ("0001010100", "9999123123", "2026023010"):
+        assert client.get(f"/api/v1/reports/rain-events/{odd}").status_code == 422, odd
 
 
 @pytest.mark.parametrize("params, message", [

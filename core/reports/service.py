@@ -121,6 +121,8 @@ def parse_event_id(event_id: str, tz: tzinfo) -> datetime:
         local = datetime.strptime(event_id, "%Y%m%d%H")
     except ValueError:
         raise ValueError(f"event id {event_id} is not a valid local hour YYYYMMDDHH") from None
+    if not 1900 <= local.year <= 2200:
+        raise ValueError(f"event id {event_id} names a year outside 1900–2200")
     return local.replace(tzinfo=tz).astimezone(UTC)
 
 
