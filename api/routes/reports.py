@@ -163,6 +163,7 @@ def get_rainfall_history(registry: RegistryDep, store: StoreDep, settings: Setti
 
 
 @router.get("/towns", summary="The towns' boundaries as GeoJSON (for the reports' maps)",
-            description="A FeatureCollection of the towns' Polygons/MultiPolygons, properties `name` and `area_km2`.")
+            responses={200: {"content": {"application/geo+json": {}}, "description": "GeoJSON"}},
+            response_class=JSONResponse, description="A FeatureCollection of the towns' Polygons/MultiPolygons, properties `name` and `area_km2`.")
 def get_towns(registry: RegistryDep) -> JSONResponse:
     return JSONResponse(towns_geojson(TownRepo(registry.engine).list()), media_type="application/geo+json")
