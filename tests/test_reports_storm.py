@@ -105,3 +105,26 @@ def test_reservoir_inflow_volumes_are_positive_and_match_storage_change(storm_st
                                                                  abs=0.1)
     # Two reservoirs rise over their flood-limit level in the storm (storm.yaml): negative margins.
     assert sum(r["margin_to_flood_limit_m"] < 0 for r in rows) >= 2
+
+
+def test_late_readings_change_the_events_the_next_time_they_are_asked_for(tmp_path, ctx) -> None:
+    from core.domain import Reading
+
+    store = SQLiteStore(tmp_path / "ts.sqlite3")
+    t0 = STORM_START
+    gauges = [g.id for g in ctx.gauges]
+
+    def rain(hour: float, mm: float, sid: str = "RG0005") -> Reading:
+        return Reading(sid, "rain", "rain_mm", t0 + timedelta(hours=hour), mm)
+
+    # Every gauge reports every 5 minutes (zeros when dry); RG0005 rains at hours 0 and 8: a 7 h gap, two events.
+    store.write([Reading(g, "rain", "rain_mm", t0 + timedelta(minutes=5 * i), 0.0) for g in gauges for i in range(240)])
+    store.write([rain(0.5, 4.0), rain(8.5, 6.0)])
+    now = t0 + timedelta(hours=20)
+    first = rain_events(store, ctx, t0, t0 + timedelta(hours=20), now)["events"]
+    assert [e["id"] for e in first] == ["2026072010", "2026072018"]
+    # A reading of hour 4 arrives late (an RTU's buffer after a link outage): the gap is gone, one event.
+    store.write([rain(4.25, 1.5, "RG0006")])
+    again = rain_events(store, ctx, t0, t0 + timedelta(hours=20), now)["events"]
+    assert [e["id"] for e in again] == ["2026072010"] and again[0]["duration_h"] == 9
+    store.close()
