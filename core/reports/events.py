@@ -88,19 +88,22 @@ def split_events(wet: Sequence[datetime], dry_gap_h: float) -> list[tuple[dateti
 
 def window_max(rows: HourlySeries, hours: int) -> WindowMax:
     """Largest sum over ``hours`` consecutive clock hours (a missing hour counts as dry); rows ascending."""
-    by_hour = {ts: v for ts, v in rows}
-    best = WindowMax(hours, 0.0, None, None)
-    if not by_hour:
-        return best
-    first, last = min(by_hour), max(by_hour)
-    # Every window that holds at least one reported hour: starts from first − (hours − 1) h to last.
-    t = first - (hours - 1) * HOUR
-    while t <= last:
-        total = sum(by_hour.get(t + k * HOUR, 0.0) for k in range(hours))
-        if best.start is None or total > best.rain_mm + 1e-9:
-            best = WindowMax(hours, round(total, 3), t, t + hours * HOUR)
-        t += HOUR
-    return best
+    if not rows:
+        return WindowMax(hours, 0.0, None, None)
+    first = min(ts for ts, _ in rows)
+    n = int((max(ts for ts, _ in rows) - first) / HOUR) + 1
+    # Dense hourly values with hours − 1 dry hours in front, then one running sum slid along them.
+    dense = [0.0] * (n + hours - 1)
+    for ts, v in rows:
+        dense[int((ts - first) / HOUR) + hours - 1] += v
+    total = sum(dense[:hours])
+    best, best_i = total, 0
+    for i in range(1, n):
+        total += dense[i + hours - 1] - dense[i - 1]
+        if total > best + 1e-9:
+            best, best_i = total, i
+    start = first + (best_i - (hours - 1)) * HOUR
+    return WindowMax(hours, round(best, 3), start, start + hours * HOUR)
 
 
 def gauge_rain(station_id: str, rows: HourlySeries | Prefix, start: datetime, end: datetime) -> GaugeEventRain:
