@@ -128,3 +128,10 @@ def test_late_readings_change_the_events_the_next_time_they_are_asked_for(tmp_pa
     again = rain_events(store, ctx, t0, t0 + timedelta(hours=20), now)["events"]
     assert [e["id"] for e in again] == ["2026072010"] and again[0]["duration_h"] == 9
     store.close()
+
+
+def test_an_event_running_when_the_period_starts_keeps_its_start_and_id(storm_store, ctx) -> None:
+    later = STORM_START + timedelta(hours=3)  # in the middle of the storm
+    (ev,) = rain_events(storm_store, ctx, later, STORM_END, NOW)["events"]
+    assert ev["id"] == "2026072010" and ev["start"] == "2026-07-20T10:00:00+08:00"
+    assert rain_event(storm_store, ctx, ev["id"], NOW) is not None

@@ -27,6 +27,8 @@ from core.tsdb.port import BucketStats
 RAIN = "rain_mm"
 # An event is looked for this far after its start when it is asked for by id.
 EVENT_MAX_SPAN = timedelta(days=31)
+# Events are looked for this far before a period, so that one already running when the period starts is whole.
+EVENT_LOOKBACK = timedelta(days=7)
 # Reservoir inflow is computed from hourly buckets for periods up to this long, from daily ones beyond.
 HOURLY_UP_TO = timedelta(days=31)
 
@@ -69,15 +71,17 @@ class _EventData:
 
 
 def _events(store: TimeSeriesStore, ctx: ReportContext, start: datetime, end: datetime, now: datetime) -> _EventData:
+    """Events overlapping [start, end). The data are read from ``EVENT_LOOKBACK`` earlier, so an event that began
+    before ``start`` keeps its true start (and id)."""
     data_end = min(end, now)
     ids = [g.id for g in ctx.gauges]
     if data_end <= start or not ids:
         return _EventData([], {}, {})
-    stats = store.bucket_stats(ids, [RAIN], start, data_end, 3600, stats=("count", "sum"))
+    stats = store.bucket_stats(ids, [RAIN], start - EVENT_LOOKBACK, data_end, 3600, stats=("count", "sum"))
     sums = {sid: [(t, b.sum) for t, b in rows] for (sid, _), rows in stats.items()}
     counts = {sid: Prefix([(t, float(b.count)) for t, b in rows]) for (sid, _), rows in stats.items()}
     events = detect_events(sums, dry_gap_h=ctx.dry_gap_h, trace_mm=ctx.trace_mm, data_end=data_end)
-    return _EventData(events, counts, sums)
+    return _EventData([e for e in events if e.end > start], counts, sums)
 
 
 def _event_areal(ctx: ReportContext, ev: StormEvent, counts: dict[str, Prefix]) -> dict:
