@@ -79,3 +79,14 @@ def test_this_year_against_the_multi_year_mean_and_last_year(tmp_path, gauges) -
     towns = [r for r in rep["rows"] if r["scope"] == "town" and r["period"] == "01月"]
     assert len(towns) == 17 and all(t["rain_mm"] is not None and t["years"] == 4 for t in towns)
     store.close()
+
+
+def test_daily_totals_from_an_archive_are_not_storm_events(tmp_path, gauges) -> None:
+    from core.reports.service import rain_events
+
+    store = SQLiteStore(tmp_path / "ts.sqlite3")
+    now = local(2026, 7, 1, 8)
+    seed_history(store, gauges, now, years=1, tz=SH)
+    ctx = ReportContext(gauges, generate_towns(), SH)
+    assert rain_events(store, ctx, local(2026, 6, 1, 8), now, now)["events"] == []
+    store.close()

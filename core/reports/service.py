@@ -29,6 +29,8 @@ RAIN = "rain_mm"
 EVENT_MAX_SPAN = timedelta(days=31)
 # Events are looked for this far before a period, so that one already running when the period starts is whole.
 EVENT_LOOKBACK = timedelta(days=7)
+# An hour in which a gauge sent less than this share of its expected reports is not hourly data for events.
+MIN_HOURLY_SHARE = 0.25
 # Reservoir inflow is computed from hourly buckets for periods up to this long, from daily ones beyond.
 HOURLY_UP_TO = timedelta(days=31)
 
@@ -66,7 +68,8 @@ def _r(v: float | None, nd: int = 1) -> float | None:
 @dataclass
 class _EventData:
     events: list[StormEvent]
-    counts: dict[str, Prefix]
+    present: dict[str, Prefix]  # per gauge: 1 for each hour it reported as hourly data
+    hours: Prefix  # 1 for each hour any gauge reported in
     sums: dict[str, list[tuple[datetime, float]]]
 
 
@@ -76,18 +79,31 @@ def _events(store: TimeSeriesStore, ctx: ReportContext, start: datetime, end: da
     data_end = min(end, now)
     ids = [g.id for g in ctx.gauges]
     if data_end <= start or not ids:
-        return _EventData([], {}, {})
+        return _EventData([], {}, Prefix([]), {})
     stats = store.bucket_stats(ids, [RAIN], start - EVENT_LOOKBACK, data_end, 3600, stats=("count", "sum"))
-    sums = {sid: [(t, b.sum) for t, b in rows] for (sid, _), rows in stats.items()}
-    counts = {sid: Prefix([(t, float(b.count)) for t, b in rows]) for (sid, _), rows in stats.items()}
+    interval = {g.id: g.interval_s for g in ctx.gauges}
+    sums: dict[str, list[tuple[datetime, float]]] = {}
+    present: dict[str, Prefix] = {}
+    for (sid, _), rows in stats.items():
+        # An hour with less than a quarter of the gauge's reports is not hourly data (a daily total from an archive,
+        # a gauge coming back): it neither starts an event nor adds to one.
+        need = max(1.0, MIN_HOURLY_SHARE * 3600 / interval.get(sid, 300))
+        ok = [(t, b.sum) for t, b in rows if (b.count or 0) >= need]
+        sums[sid] = ok
+        present[sid] = Prefix([(t, 1.0) for t, _ in ok])
+    hours = Prefix([(t, 1.0) for t in sorted({t for rows in sums.values() for t, _ in rows})])
     events = detect_events(sums, dry_gap_h=ctx.dry_gap_h, trace_mm=ctx.trace_mm, data_end=data_end)
-    return _EventData([e for e in events if e.end > start], counts, sums)
+    return _EventData([e for e in events if e.end > start], present, hours, sums)
 
 
-def _event_areal(ctx: ReportContext, ev: StormEvent, counts: dict[str, Prefix]) -> dict:
+def _event_areal(ctx: ReportContext, ev: StormEvent, data: _EventData) -> dict:
+    """A gauge counts for an event when it reported in enough of the event's hours that any gauge reported in (so
+    the last, still running hour of an ongoing event does not count against anyone)."""
     totals = {g.station_id: g.total_mm for g in ev.gauges}
-    n = {sid: rows.between(ev.start, ev.end) for sid, rows in counts.items()}
-    return ctx.areal.areal(totals, n, (ev.end - ev.start).total_seconds())
+    n = {sid: rows.between(ev.start, ev.end) for sid, rows in data.present.items()}
+    hours = data.hours.between(ev.start, ev.end)
+    return ctx.areal.areal(totals, n, (ev.end - ev.start).total_seconds(),
+                           expected={g.id: hours for g in ctx.gauges})
 
 
 def _event_summary(ctx: ReportContext, ev: StormEvent, areal: dict) -> dict[str, Any]:
@@ -112,7 +128,7 @@ def rain_events(store: TimeSeriesStore, ctx: ReportContext, start: datetime, end
                 now: datetime) -> dict[str, Any]:
     """Storm events in [start, end) as known at ``now`` (data after ``now`` is not looked at)."""
     data = _events(store, ctx, start, end, now)
-    events = [_event_summary(ctx, ev, _event_areal(ctx, ev, data.counts)) for ev in data.events]
+    events = [_event_summary(ctx, ev, _event_areal(ctx, ev, data)) for ev in data.events]
     return {"report": "rain_events", "start": ctx.t(start), "end": ctx.t(end), "as_of": ctx.t(min(end, now)),
             "dry_gap_h": ctx.dry_gap_h, "trace_mm": ctx.trace_mm, "events": events}
 
@@ -139,7 +155,7 @@ def rain_event(store: TimeSeriesStore, ctx: ReportContext, event_id: str, now: d
     ev = next((e for e in data.events if e.start == start), None)
     if ev is None:
         return None
-    areal = _event_areal(ctx, ev, data.counts)
+    areal = _event_areal(ctx, ev, data)
     gauges = {g.id: g for g in ctx.gauges}
     used = set(areal["gauges_used"])
     rows = []
@@ -194,7 +210,7 @@ def areal_rainfall(store: TimeSeriesStore, ctx: ReportContext, start: datetime, 
     data = _events(store, ctx, start, end, now)
     by_event = []
     for ev in data.events:
-        areal = _event_areal(ctx, ev, data.counts)
+        areal = _event_areal(ctx, ev, data)
         areal.pop("district_weights")
         by_event.append({"period": ev.event_id(ctx.tz), "start": ctx.t(ev.start), "end": ctx.t(ev.end), **areal,
                          "gauge_rain_mm": {g.station_id: _r(g.total_mm) for g in ev.gauges
