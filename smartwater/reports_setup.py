@@ -39,8 +39,8 @@ def ensure_rain_history(registry: Registry, store: TimeSeriesStore, settings: Se
     gauges = registry.list_stations(kind=Kind.rain.value)
     if not gauges:
         return None
-    past = store.aggregate_many([g.id for g in gauges], "rain_mm", now - timedelta(days=366), now - timedelta(days=2),
-                                400 * 86400, "count")
+    past = store.bucket_stats([g.id for g in gauges], ["rain_mm"], now - timedelta(days=366), now - timedelta(days=2),
+                              400 * 86400, stats=("count",))
     if past:
         return None
     return seed_history(store, gauges, now, years, zone(settings.display_timezone), seed=settings.district_seed)

@@ -295,47 +295,6 @@ class _InfluxQLStore:
                         prev[0] = min(prev[0], a) if agg == "min" else max(prev[0], a)
         return [(from_ms(t), a / n if agg == "mean" else a) for t, (a, n) in sorted(buckets.items())]
 
-    def aggregate_many(self, station_ids: Sequence[str], metric: str, start: datetime, end: datetime,
-                       every_s: int, agg: Agg, offset_s: int = 0) -> dict[str, list[tuple[datetime, float]]]:
-        if agg not in AGGS:
-            raise ValueError(f"agg must be one of {AGGS}")
-        every_ms = int(every_s * 1000)
-        if every_ms <= 0:
-            raise ValueError("every_s must be positive")
-        ids = list(dict.fromkeys(station_ids))
-        if not ids:
-            return {}
-        self._ensure_database()
-        f = q_ident(metric)
-        off_ms = int(offset_s * 1000) % every_ms
-        select = f"sum({f}) AS a, count({f}) AS n" if agg == "mean" else f"{agg}({f}) AS a"
-        who = " OR ".join(f"{q_ident(TAG)} = {q_str(s)}" for s in ids)
-        # Only the kinds that have this metric; one GROUP BY over all stations per kind.
-        kinds = [k for k in KINDS if metric in METRICS.get(k, {})] or list(KINDS)
-        statements = [f"SELECT {select} FROM {q_ident(k)} WHERE ({who}) AND {_time_range(start, end)} "
-                      f"GROUP BY time({every_ms}ms, {off_ms}ms), {q_ident(TAG)} fill(none)" for k in kinds]
-        buckets: dict[str, dict[int, list[float]]] = {}
-        for res in self._ql(statements):
-            for s in _series(res):
-                sid = (s.get("tags") or {}).get(TAG)
-                if not sid:
-                    continue
-                per = buckets.setdefault(sid, {})
-                for row in _rows(s):
-                    if row.get("a") is None:
-                        continue
-                    a, n = float(row["a"]), float(row.get("n") or 0)
-                    prev = per.get(row["time"])
-                    if prev is None:
-                        per[row["time"]] = [a, n]
-                    elif agg in ("sum", "count", "mean"):
-                        prev[0] += a
-                        prev[1] += n
-                    else:
-                        prev[0] = min(prev[0], a) if agg == "min" else max(prev[0], a)
-        return {sid: [(from_ms(t), a / n if agg == "mean" else a) for t, (a, n) in sorted(per.items())]
-                for sid, per in sorted(buckets.items())}
-
     def bucket_stats(self, station_ids: Sequence[str], metrics: Sequence[str], start: datetime, end: datetime,
                      every_s: int, offset_s: int = 0, stats: Sequence[StatName] = STATS,
                      ) -> dict[tuple[str, str], list[tuple[datetime, BucketStats]]]:

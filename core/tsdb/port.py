@@ -45,12 +45,6 @@ class TimeSeriesStore(Protocol):
                   every_s: int, agg: Agg) -> list[tuple[datetime, float]]:
         """Readings in [start, end) bucketed by ``every_s`` seconds (aligned to the epoch)."""
 
-    def aggregate_many(self, station_ids: Sequence[str], metric: str, start: datetime, end: datetime,
-                       every_s: int, agg: Agg, offset_s: int = 0) -> dict[str, list[tuple[datetime, float]]]:
-        """Like ``aggregate`` for several stations in one query; buckets begin at epoch + ``offset_s`` + k·every_s
-        (e.g. days that begin at 08:00 local). Stations without readings are left out. The store aggregates:
-        reports never pull raw points."""
-
     def bucket_stats(self, station_ids: Sequence[str], metrics: Sequence[str], start: datetime, end: datetime,
                      every_s: int, offset_s: int = 0, stats: Sequence[StatName] = STATS,
                      ) -> dict[tuple[str, str], list[tuple[datetime, BucketStats]]]:

@@ -176,29 +176,6 @@ class SQLiteStore:
             rows = self._conn.execute(sql, (every_ms, every_ms, station_id, metric, to_ms(start), to_ms(end))).fetchall()
         return [(from_ms(b), float(v)) for b, v in rows]
 
-    def aggregate_many(self, station_ids: Sequence[str], metric: str, start: datetime, end: datetime,
-                       every_s: int, agg: Agg, offset_s: int = 0) -> dict[str, list[tuple[datetime, float]]]:
-        if agg not in AGGS:
-            raise ValueError(f"agg must be one of {AGGS}")
-        every_ms, off_ms = int(every_s * 1000), int(offset_s * 1000) % int(every_s * 1000 or 1)
-        if every_ms <= 0:
-            raise ValueError("every_s must be positive")
-        ids = list(dict.fromkeys(station_ids))
-        if not ids:
-            return {}
-        # Integer division truncates towards zero: shift by whole buckets so times before the offset stay right.
-        shift = every_ms * (1 + abs(to_ms(start)) // every_ms)
-        sql = (f"SELECT station_id, ((ts_ms - ? + ?) / ?) * ? - ? + ? AS bucket, {_SQL_AGG[agg]} FROM readings "
-               f"WHERE station_id IN ({','.join('?' * len(ids))}) AND metric = ? AND ts_ms >= ? AND ts_ms < ? "
-               "GROUP BY station_id, bucket ORDER BY station_id, bucket")
-        args = [off_ms, shift, every_ms, every_ms, shift, off_ms, *ids, metric, to_ms(start), to_ms(end)]
-        with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
-        out: dict[str, list[tuple[datetime, float]]] = {}
-        for sid, b, v in rows:
-            out.setdefault(sid, []).append((from_ms(b), float(v)))
-        return out
-
     def bucket_stats(self, station_ids: Sequence[str], metrics: Sequence[str], start: datetime, end: datetime,
                      every_s: int, offset_s: int = 0, stats: Sequence[StatName] = STATS,
                      ) -> dict[tuple[str, str], list[tuple[datetime, BucketStats]]]:
