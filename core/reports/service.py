@@ -80,7 +80,10 @@ def _events(store: TimeSeriesStore, ctx: ReportContext, start: datetime, end: da
     ids = [g.id for g in ctx.gauges]
     if data_end <= start or not ids:
         return _EventData([], {}, Prefix([]), {})
-    stats = store.bucket_stats(ids, [RAIN], start - EVENT_LOOKBACK, data_end, 3600, stats=("count", "sum"))
+    stats: dict[tuple[str, str], list] = {}
+    for a, b in _wet_windows(store, ctx, ids, start - EVENT_LOOKBACK, data_end):
+        for key, rows in store.bucket_stats(ids, [RAIN], a, b, 3600, stats=("count", "sum")).items():
+            stats.setdefault(key, []).extend(rows)
     interval = {g.id: g.interval_s for g in ctx.gauges}
     sums: dict[str, list[tuple[datetime, float]]] = {}
     present: dict[str, Prefix] = {}
@@ -94,6 +97,25 @@ def _events(store: TimeSeriesStore, ctx: ReportContext, start: datetime, end: da
     hours = Prefix([(t, 1.0) for t in sorted({t for rows in sums.values() for t, _ in rows})])
     events = detect_events(sums, dry_gap_h=ctx.dry_gap_h, trace_mm=ctx.trace_mm, data_end=data_end)
     return _EventData([e for e in events if e.end > start], present, hours, sums)
+
+
+def _wet_windows(store: TimeSeriesStore, ctx: ReportContext, ids: list[str], lo: datetime,
+                 hi: datetime) -> list[tuple[datetime, datetime]]:
+    """The spans worth reading hour by hour: the days on which any gauge had rain, widened by the dry gap (and an
+    hour) on both sides and merged. Every wet hour lies in a wet day, and two wet hours closer than the dry gap lie
+    in one span, so events come out as from the whole period, at the cost of reading most of a year by days."""
+    off = day_bucket_offset_s(ctx.tz, lo)
+    days = store.bucket_stats(ids, [RAIN], lo, hi, DAY_S, offset_s=off, stats=("sum",))
+    wet = sorted({t for rows in days.values() for t, b in rows if (b.sum or 0.0) >= ctx.trace_mm})
+    pad = timedelta(hours=ctx.dry_gap_h) + HOUR
+    spans: list[tuple[datetime, datetime]] = []
+    for d in wet:
+        a, b = max(lo, d - pad), min(hi, d + timedelta(days=1) + pad)
+        if spans and a <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], b))
+        elif a < b:
+            spans.append((a, b))
+    return spans
 
 
 def _event_areal(ctx: ReportContext, ev: StormEvent, data: _EventData) -> dict:
