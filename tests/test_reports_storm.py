@@ -135,3 +135,11 @@ def test_an_event_running_when_the_period_starts_keeps_its_start_and_id(storm_st
     (ev,) = rain_events(storm_store, ctx, later, STORM_END, NOW)["events"]
     assert ev["id"] == "2026072010" and ev["start"] == "2026-07-20T10:00:00+08:00"
     assert rain_event(storm_store, ctx, ev["id"], NOW) is not None
+
+
+def test_without_town_boundaries_the_report_says_why_there_is_no_areal_rain(storm_store, district) -> None:
+    bare = ReportContext(report_stations(district), [], SH)
+    (ev,) = rain_events(storm_store, bare, STORM_START, STORM_END, NOW)["events"]
+    assert ev["district_areal_rain_mm"] is None
+    detail = rain_event(storm_store, bare, ev["id"], NOW)
+    assert "import-towns" in detail["note"] and detail["towns"] == []

@@ -69,7 +69,11 @@ class ArealCalculator:
             towns.append({"town": t.name, "area_km2": t.area_km2,
                           "areal_rain_mm": _r(sum(wi * rain[g] for g, wi in w.items())) if w else None,
                           "gauges": [{"station_id": g, "weight": round(wi, 4)} for g, wi in sorted(w.items())]})
-        return {
+        out: dict[str, Any] = {}
+        if not self.towns:
+            out["note"] = ("没有乡镇边界，无法计算面雨量：用 smartwater reports import-towns 导入 / no town boundaries: "
+                           "import them with `smartwater reports import-towns`")
+        return out | {
             "district_areal_rain_mm": _r(sum(w * rain[g] for g, w in district_w.items())) if district_w else None,
             "district_weights": {g: round(w, 4) for g, w in sorted(district_w.items())},
             "gauges_used": sorted(used),

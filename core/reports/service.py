@@ -191,8 +191,9 @@ def rain_event(store: TimeSeriesStore, ctx: ReportContext, event_id: str, now: d
             row[f"max_{w.hours}h_start"] = ctx.t(w.start)
             row[f"max_{w.hours}h_end"] = ctx.t(w.end)
         rows.append(row)
-    hyeto = {sid: [(t, v) for t, v in rows if ev.start <= t < ev.end] for sid, rows in data.sums.items()}
-    return {"report": "rain_event", **_event_summary(ctx, ev, areal),
+    hyeto = {sid: [(t, v) for t, v in pts if ev.start <= t < ev.end] for sid, pts in data.sums.items()}
+    note = {"note": areal["note"]} if "note" in areal else {}
+    return {"report": "rain_event", **_event_summary(ctx, ev, areal), **note,
             "gauges_dropped": areal["gauges_dropped"], "gauges": rows, "towns": areal["towns"],
             "hyetographs": {sid: [[ctx.t(ts), _r(v)] for ts, v in pts] for sid, pts in hyeto.items()}}
 
