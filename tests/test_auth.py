@@ -36,7 +36,7 @@ SMARTWATER = str(Path(sys.executable).with_name("smartwater"))
 LOGIN, ME = "/api/v1/auth/login", "/api/v1/auth/me"
 # The only routes anyone may call. Adding one here is a decision, not a side effect: it is reviewed with this test.
 PUBLIC = {"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc", LOGIN, "/api/v1/bulletin"}
-PUBLIC |= {"/", "/bulletin", "/static/{name:path}"}  # the dashboard's pages and files: they hold no data
+PUBLIC |= {"/", "/bulletin", "/reports", "/static/{name:path}"}  # the dashboard's pages and files: they hold no data
 STAFF = {Role.admin, Role.supervisor, Role.duty}
 MANAGERS = {Role.admin, Role.supervisor}
 PATROL_WRITERS = {Role.admin, Role.supervisor, Role.chief}
