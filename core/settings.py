@@ -325,6 +325,17 @@ class Settings(BaseSettings):
     gateway_metrics_host: str = "127.0.0.1"
     gateway_metrics_port: int = Field(default=9110, ge=0, le=65535)
     # --- end of the gateway block ---
+    # --- Rain, areal-rainfall and inflow reports (core/reports; docs/reports.md) ---
+    # A storm event ends after this many dry hours across the district; the next rain starts a new one.
+    reports_event_dry_gap_h: float = Field(default=6.0, gt=0, le=72)
+    # Hourly rain below this at every gauge is a trace (微量, < 0.1 mm) and leaves the hour dry.
+    reports_trace_mm: float = Field(default=0.1, ge=0, le=5)
+    # A gauge counts in an areal figure only when it sent at least this share of its expected readings over the
+    # period (its interval_s); a silent or patchy one drops out and the Thiessen weights are recomputed.
+    reports_gauge_min_coverage: float = Field(default=0.8, ge=0, le=1)
+    # The longest period one report request may cover (the store aggregates it; the benchmark covers a year).
+    reports_max_range_days: int = Field(default=366, ge=1, le=3660)
+    # --- end of the reports block ---
 
     @property
     def mqtt(self) -> "MqttEndpoint":

@@ -62,6 +62,10 @@ def init(
     try:
         if demo_data:
             counts = store_demo_data(registry, settings)
+            from smartwater.reports_setup import ensure_towns
+
+            if ensure_towns(registry):  # a bureau's own stations come with its boundaries (reports import-towns)
+                typer.echo("town boundaries generated for the demo district")
         else:
             try:
                 bundle = read_files(registry, settings, stations, rivers, chiefs)
@@ -398,6 +402,44 @@ def demo(port: int = typer.Option(8000, min=1, max=65535, help="API port."),
         typer.secho(f"demo failed to start: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
     print_summary(summary)
+
+
+reports_app = typer.Typer(no_args_is_help=True, help="Rain and inflow reports: town boundaries, rain history.")
+app.add_typer(reports_app, name="reports")
+
+
+@reports_app.command("import-towns")
+def reports_import_towns(path: Path = typer.Argument(..., help="GeoJSON FeatureCollection, properties.name = town")) -> None:
+    """Replace the towns' boundaries (areal rainfall weighs the gauges over them); nothing is stored on an error."""
+    from smartwater.reports_setup import import_towns
+
+    registry = _open_registry()
+    try:
+        n = import_towns(registry, path)
+    except (OSError, ValueError) as exc:
+        typer.secho(f"cannot import towns: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        registry.close()
+    typer.echo(f"{n} town boundaries stored")
+
+
+@reports_app.command("seed-history")
+def reports_seed_history(years: int = typer.Option(10, min=1, max=50, help="Past years to generate.")) -> None:
+    """Write a plausible daily rain history of the gauges (demo and tests): past years up to yesterday."""
+    from core.timeutil import utcnow, zone
+    from simulators.rain_history import seed_history
+    from smartwater.runner import open_backends
+
+    settings = _settings()
+    registry, store = open_backends(settings)
+    try:
+        n = seed_history(store, registry.list_stations(kind="rain"), utcnow(), years,
+                         zone(settings.display_timezone), seed=settings.district_seed)
+    finally:
+        store.close()
+        registry.close()
+    typer.echo(f"{n} daily rain readings written")
 
 
 rules_app = typer.Typer(no_args_is_help=True, help="Alert rules in the registry: list, load from YAML, defaults.")

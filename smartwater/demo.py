@@ -179,6 +179,10 @@ def run_demo(base: Settings, port: int, speed: float, duration: float | None, mq
     start_alert_id = max((a.id for a in registry.list_alerts(limit=1)), default=0)
     login = demo_login(registry)
     seed_patrol_history(registry, settings)
+    from smartwater.reports_setup import ensure_rain_history, ensure_towns
+
+    ensure_towns(registry)  # areal rainfall needs the towns' boundaries
+    ensure_rain_history(registry, store, settings, utcnow())  # "this year against past years" needs past years
     chief_logins = river_chief_logins(registry, settings)
 
     stages = build_stages(sup, settings, registry, store, "all", port)

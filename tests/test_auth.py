@@ -36,7 +36,7 @@ SMARTWATER = str(Path(sys.executable).with_name("smartwater"))
 LOGIN, ME = "/api/v1/auth/login", "/api/v1/auth/me"
 # The only routes anyone may call. Adding one here is a decision, not a side effect: it is reviewed with this test.
 PUBLIC = {"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc", LOGIN, "/api/v1/bulletin"}
-PUBLIC |= {"/", "/bulletin", "/static/{name:path}"}  # the dashboard's pages and files: they hold no data
+PUBLIC |= {"/", "/bulletin", "/reports", "/static/{name:path}"}  # the dashboard's pages and files: they hold no data
 STAFF = {Role.admin, Role.supervisor, Role.duty}
 MANAGERS = {Role.admin, Role.supervisor}
 PATROL_WRITERS = {Role.admin, Role.supervisor, Role.chief}
@@ -74,6 +74,12 @@ EXPECTED_ROLES = {
     ("GET", "/api/v1/overview/rain"): set(Role),
     ("GET", "/api/v1/overview/reservoirs"): set(Role),
     ("GET", "/api/v1/overview/water-quality"): set(Role),
+    ("GET", "/api/v1/reports/rain-events"): set(Role),
+    ("GET", "/api/v1/reports/rain-events/{event_id}"): set(Role),
+    ("GET", "/api/v1/reports/areal-rainfall"): set(Role),
+    ("GET", "/api/v1/reports/reservoir-inflow"): set(Role),
+    ("GET", "/api/v1/reports/rainfall-history"): set(Role),
+    ("GET", "/api/v1/reports/towns"): set(Role),
     # River chiefs: map layers and lists for everyone signed in (objects scoped per api/routes/patrol_scope.py);
     # patrol and issue writes by chiefs and managers; assigning and reviewing by managers.
     ("GET", "/api/v1/rivers"): set(Role),

@@ -7,7 +7,7 @@
 from fastapi import APIRouter
 
 from api.routes import alerts, auth, dashboard, dead_letters, health, overview, readings, roster, rules, stations, stream
-from api.routes import bulletin, chiefs, compliance, devices, issues, patrols, photos, rivers, users
+from api.routes import bulletin, chiefs, compliance, devices, issues, patrols, photos, reports, rivers, users
 from api.schemas import ErrorOut
 
 api_router = APIRouter(prefix="/api/v1", responses={
@@ -32,6 +32,7 @@ api_router.include_router(patrols.router)
 api_router.include_router(issues.router)
 api_router.include_router(compliance.router)
 api_router.include_router(overview.router)
+api_router.include_router(reports.router)  # rain events, areal rainfall, inflow, history (core.reports)
 
 public_router = APIRouter(prefix="/api/v1")
 public_router.include_router(auth.public)

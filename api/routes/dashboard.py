@@ -44,6 +44,11 @@ def bulletin_page() -> FileResponse:
     return _file(DASHBOARD_DIR / "bulletin.html")
 
 
+@router.get("/reports")
+def reports_page() -> FileResponse:
+    return _file(DASHBOARD_DIR / "reports.html")
+
+
 @router.get("/static/{name:path}")
 def static_file(name: str) -> FileResponse:
     path = ASSETS.get(name)

@@ -33,7 +33,7 @@ import httpx
 
 from core.domain import KINDS, METRICS, Reading
 from core.timeutil import from_ms, to_ms
-from core.tsdb.port import AGGS, Agg, StoreUnavailable
+from core.tsdb.port import AGGS, STATS, Agg, BucketStats, StatName, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -294,6 +294,62 @@ class _InfluxQLStore:
                     else:
                         prev[0] = min(prev[0], a) if agg == "min" else max(prev[0], a)
         return [(from_ms(t), a / n if agg == "mean" else a) for t, (a, n) in sorted(buckets.items())]
+
+    def bucket_stats(self, station_ids: Sequence[str], metrics: Sequence[str], start: datetime, end: datetime,
+                     every_s: int, offset_s: int = 0, stats: Sequence[StatName] = STATS,
+                     ) -> dict[tuple[str, str], list[tuple[datetime, BucketStats]]]:
+        every_ms = int(every_s * 1000)
+        if every_ms <= 0:
+            raise ValueError("every_s must be positive")
+        ids, mets = list(dict.fromkeys(station_ids)), list(dict.fromkeys(metrics))
+        wanted = [a for a in STATS if a in stats]
+        if not ids or not mets or not wanted:
+            return {}
+        self._ensure_database()
+        off_ms = int(offset_s * 1000) % every_ms
+        who = " OR ".join(f"{q_ident(TAG)} = {q_str(s)}" for s in ids)
+        # One statement per (kind, metric, aggregate), all in one request: InfluxDB 1.x makes one pass per aggregate
+        # either way, and several aggregates in one SELECT cost it more than their sum.
+        plan = [(k, m, a) for k in KINDS for m in mets if m in METRICS.get(k, {}) for a in wanted]
+        statements = [f"SELECT {a}({q_ident(m)}) AS v FROM {q_ident(k)} WHERE ({who}) AND {_time_range(start, end)} "
+                      f"GROUP BY time({every_ms}ms, {off_ms}ms), {q_ident(TAG)} fill(none)" for k, m, a in plan]
+        slot = {a: i for i, a in enumerate(STATS)}
+        merged: dict[tuple[str, str], dict[int, list[float | None]]] = {}
+        seen_kind: dict[tuple[str, str], str] = {}
+        for (k, m, a), res in zip(plan, self._ql(statements)):
+            for s in _series(res):
+                sid = (s.get("tags") or {}).get(TAG)
+                if not sid:
+                    continue
+                # A station found under two kinds (a misconfigured device) keeps the first kind's figures.
+                if seen_kind.setdefault((sid, m), k) != k:
+                    continue
+                per = merged.setdefault((sid, m), {})
+                for t, v in s.get("values") or []:
+                    if v is None:
+                        continue
+                    row = per.get(t)
+                    if row is None:
+                        row = per[t] = [None] * len(STATS)
+                    row[slot[a]] = v
+        times: dict[int, datetime] = {}  # stations share their buckets: one datetime per bucket
+
+        def at(ms: int) -> datetime:
+            t = times.get(ms)
+            if t is None:
+                t = times[ms] = from_ms(ms)
+            return t
+
+        out: dict[tuple[str, str], list[tuple[datetime, BucketStats]]] = {}
+        for key, per in sorted(merged.items()):
+            rows = []
+            for t, (n, total, lo, hi, mean) in sorted(per.items()):
+                if n == 0:
+                    continue
+                rows.append((at(t), BucketStats(None if n is None else int(n), total, lo, hi, mean)))
+            if rows:
+                out[key] = rows
+        return out
 
     def counts_by_kind(self) -> dict[str, int]:
         self._ensure_database()

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal, Protocol, Sequence
+from typing import Literal, NamedTuple, Protocol, Sequence
 
 from core.domain import Reading
 
 Agg = Literal["mean", "min", "max", "sum", "count"]
 AGGS: tuple[str, ...] = ("mean", "min", "max", "sum", "count")
+
+
+StatName = Literal["count", "sum", "min", "max", "mean"]
+STATS: tuple[str, ...] = ("count", "sum", "min", "max", "mean")
+
+
+class BucketStats(NamedTuple):
+    """Aggregates of the readings in one bucket; None for one that was not asked for (a store may skip it: each
+    aggregate costs InfluxDB another pass)."""
+
+    count: int | None
+    sum: float | None
+    min: float | None
+    max: float | None
+    mean: float | None
 
 
 class StoreUnavailable(RuntimeError):
@@ -29,6 +44,13 @@ class TimeSeriesStore(Protocol):
     def aggregate(self, station_id: str, metric: str, start: datetime, end: datetime,
                   every_s: int, agg: Agg) -> list[tuple[datetime, float]]:
         """Readings in [start, end) bucketed by ``every_s`` seconds (aligned to the epoch)."""
+
+    def bucket_stats(self, station_ids: Sequence[str], metrics: Sequence[str], start: datetime, end: datetime,
+                     every_s: int, offset_s: int = 0, stats: Sequence[StatName] = STATS,
+                     ) -> dict[tuple[str, str], list[tuple[datetime, BucketStats]]]:
+        """The ``stats`` per bucket of several stations and metrics in one request to the store:
+        {(station_id, metric): [(bucket start, stats), ...]} oldest first; empty series left out. Buckets begin at
+        epoch + ``offset_s`` + k·every_s."""
 
     def counts_by_kind(self) -> dict[str, int]:
         """Number of stored points per station kind."""
