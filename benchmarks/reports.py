@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
             if kind == "sqlite":
                 store = open_store(f"sqlite:///{Path(tmp) / 'ts.sqlite3'}")
             elif kind == "influxdb":
-                from tests.servers import InfluxServer
+                from support.servers import InfluxServer
 
                 server = InfluxServer(Path(tmp) / "influxdb").start()
                 store = open_store(server.url_for("bench"))

@@ -1,4 +1,4 @@
-"""Storm events from the gauges' hourly rain (docs/reports.md, "Storm events").
+"""Storm events from the gauges' hourly rain (docs/reports.md, "Storm events (降雨场次)").
 
 Input is one series per gauge of clock-hour sums (``rain_mm`` summed by the store per hour). A district hour is
 *wet* when at least one gauge measured ``trace_mm`` or more in it; less is a trace and ignored. An event is a run

@@ -1,4 +1,4 @@
-"""Reservoir inflow: measured by an inflow sensor, or from the water balance (docs/reports.md, "Reservoir inflow").
+"""Reservoir inflow: measured by an inflow sensor, or from the water balance (docs/reports.md, "Reservoir inflow (入库水量)").
 
 Water balance over an interval between two moments: inflow = ΔS / Δt + outflow, with the storage S read from the
 reservoir's level–storage curve (or its storage sensor) and the outflow averaged over the interval. The input
