@@ -161,9 +161,11 @@ def test_storm_alert_is_shown_and_acknowledged_from_the_page(watched: Watched, d
     # The storm's alerts, as the API has them, are in the list: the first active one with its button.
     item = page.locator("#alerts li.alert[data-state=active]").first
     expect(item.locator("button.ack")).to_have_text("确认")
-    alert_id = int(item.get_attribute("data-alert-id"))
+    # Both attributes of one element at once: the storm re-renders the list, and a locator is looked up anew on
+    # every call, so two calls could read two different items.
+    alert_id, station_id = item.evaluate("e => [Number(e.dataset.alertId), e.dataset.stationId]")
     alert = demo.get(f"/api/v1/alerts/{alert_id}")
-    assert alert["rule"] and alert["station_id"] == item.get_attribute("data-station-id")
+    assert alert["rule"] and alert["station_id"] == station_id
     page.screenshot(path=str(ARTIFACTS / "dashboard-zh.png"))
 
     page.locator(f'#alerts li.alert[data-alert-id="{alert_id}"] button.ack').click()

@@ -20,7 +20,7 @@ def _towns(tmp_path) -> list[str]:
 
 
 def test_init_generates_towns_and_import_replaces_them_or_nothing(tmp_path) -> None:
-    first = run(["init"], tmp_path)
+    first = run(["init", "--demo-data"], tmp_path)  # generated boundaries come with the generated district only
     assert first.returncode == 0, first.stderr
     assert "town boundaries generated" in first.stdout and len(_towns(tmp_path)) == 17
 
@@ -39,7 +39,7 @@ def test_init_generates_towns_and_import_replaces_them_or_nothing(tmp_path) -> N
     ok = run(["reports", "import-towns", str(good)], tmp_path)
     assert ok.returncode == 0 and "2 town boundaries stored" in ok.stdout
     assert sorted(_towns(tmp_path)) == sorted(f["properties"]["name"] for f in doc["features"])
-    again = run(["init"], tmp_path)  # never over imported boundaries
+    again = run(["init", "--demo-data"], tmp_path)  # never over imported boundaries
     assert again.returncode == 0 and len(_towns(tmp_path)) == 2
 
     seeded = run(["reports", "seed-history", "--years", "1"], tmp_path)
