@@ -67,8 +67,11 @@ def read_files(registry: Registry, settings: Settings, stations: Path | None = N
             problems.extend(exc.problems)
             return None
 
+    stations_ok = True
     if stations is not None:
-        out.stations = read(load_stations_csv, stations) or []
+        loaded = read(load_stations_csv, stations)
+        stations_ok = loaded is not None
+        out.stations = loaded or []
     if rivers is not None:
         out.rivers = read(load_rivers_geojson, rivers) or []
         if out.rivers:
@@ -85,30 +88,39 @@ def read_files(registry: Registry, settings: Settings, stations: Path | None = N
         segment_ids = {s.id for s in out.segments} | {s.id for s in repo.list_segments()}
         out.chiefs = read(load_chiefs_csv, chiefs, segment_ids) or []
     if supply is not None and any(vars(supply).values()):
-        _read_supply_files(registry, supply, out, read)
+        _read_supply_files(registry, supply, out, read, stations_ok)
     if problems:
         raise InvalidFile(problems)
     return out
 
 
-def _read_supply_files(registry: Registry, files: SupplyFiles, out: Bundle, read) -> None:  # noqa: ANN001
+def _read_supply_files(registry: Registry, files: SupplyFiles, out: Bundle, read,  # noqa: ANN001
+                       stations_ok: bool) -> None:
     """The water-resources files into ``out``; the stations they name may come from the registry or from the
-    stations file of the same command, the users of meters from the registry or the intake-users file."""
+    stations file of the same command, the users of meters from the registry or the intake-users file. When
+    the stations file (or the users file) has problems of its own, the ids it would have given are unknown: rows
+    are not checked against them, so its problems are not repeated in every row that names them."""
     by_kind: dict[str, set[str]] = {}
     for s in [*registry.list_stations(), *out.stations]:
         by_kind.setdefault(s.kind.value, set()).add(s.id)
+
+    def of_kind(kind: str) -> set[str] | None:
+        return by_kind.get(kind, set()) if stations_ok else None
+
+    users_ok = True
     if files.intake_users is not None:
-        out.intake_users = read(load_intake_users_csv, files.intake_users) or []
+        loaded = read(load_intake_users_csv, files.intake_users)
+        users_ok = loaded is not None
+        out.intake_users = loaded or []
     if files.meters is not None:
         users = SupplyRepo(registry.engine).intake_user_ids() | {u.id for u in out.intake_users}
-        out.meters = read(load_meters_csv, files.meters, users, by_kind.get("intake", set())) or []
+        out.meters = read(load_meters_csv, files.meters, users if users_ok else None, of_kind("intake")) or []
     if files.wells is not None:
-        out.wells = read(load_wells_csv, files.wells, by_kind.get("groundwater", set())) or []
+        out.wells = read(load_wells_csv, files.wells, of_kind("groundwater")) or []
     if files.sources is not None:
-        out.sources = read(load_sources_csv, files.sources, by_kind.get("reservoir", set()),
-                           by_kind.get("village_water", set())) or []
+        out.sources = read(load_sources_csv, files.sources, of_kind("reservoir"), of_kind("village_water")) or []
     if files.supplies is not None:
-        out.supplies = read(load_supplies_csv, files.supplies, by_kind.get("village_water", set())) or []
+        out.supplies = read(load_supplies_csv, files.supplies, of_kind("village_water")) or []
 
 
 def store_supply(registry: Registry, bundle: Bundle) -> dict[str, int]:
