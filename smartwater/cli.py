@@ -40,22 +40,37 @@ def init(
                                                    "segments by the registry's villages)."),
         chiefs: Optional[Path] = typer.Option(None, "--chiefs", dir_okay=False,
                                               help="Load river chiefs from this CSV (their segments must exist)."),
+        intake_users: Optional[Path] = typer.Option(None, "--intake-users", dir_okay=False,
+                                                    help="Load licensed intake users (取水户) from this CSV."),
+        meters: Optional[Path] = typer.Option(None, "--meters", dir_okay=False,
+                                              help="Load intake meters from this CSV (their users and intake "
+                                                   "stations must exist)."),
+        wells: Optional[Path] = typer.Option(None, "--wells", dir_okay=False,
+                                             help="Load groundwater monitoring wells from this CSV."),
+        sources: Optional[Path] = typer.Option(None, "--sources", dir_okay=False,
+                                               help="Load water sources (水源地) from this CSV."),
+        supplies: Optional[Path] = typer.Option(None, "--supplies", dir_okay=False,
+                                                help="Load village supplies (type, population, volume, "
+                                                     "disinfectant, service head) from this CSV."),
         demo_data: bool = typer.Option(False, "--demo-data",
                                        help="Load the generated demo district: stations, rivers and invented "
-                                            "chiefs. Never for a real bureau."),
+                                            "chiefs, intake users and village supplies. Never for a real bureau."),
 ) -> None:
     """Create or upgrade the registry, add the default alert rules to a fresh one, and load what it is given
     (idempotent). Each file is validated whole first: nothing is written while any has a problem."""
     from core.importers import InvalidFile
     from core.logs import configure_logging
-    from smartwater.bootstrap import read_files, store, store_demo_data
+    from smartwater.bootstrap import SupplyFiles, read_files, store, store_demo_data
     from smartwater.runner import open_backends
 
     if csv is not None and stations is not None:
         raise _fail("--csv is the former name of --stations: give one of them")
     stations = stations or csv
-    if demo_data and (stations or rivers or chiefs):
-        raise _fail("--demo-data loads the generated district; it does not mix with --stations, --rivers or --chiefs")
+    supply_files = SupplyFiles(intake_users=intake_users, meters=meters, wells=wells, sources=sources,
+                               supplies=supplies)
+    if demo_data and (stations or rivers or chiefs or any(vars(supply_files).values())):
+        raise _fail("--demo-data loads the generated district; it does not mix with --stations, --rivers, --chiefs "
+                    "or the water-resources files")
     settings = _settings()
     configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     registry, store_ = open_backends(settings)
@@ -68,7 +83,7 @@ def init(
                 typer.echo("town boundaries generated for the demo district")
         else:
             try:
-                bundle = read_files(registry, settings, stations, rivers, chiefs)
+                bundle = read_files(registry, settings, stations, rivers, chiefs, supply_files)
             except InvalidFile as exc:
                 typer.secho(f"{len(exc.problems)} problem(s), nothing loaded:", fg="red", err=True)
                 for problem in str(exc).splitlines():
@@ -83,6 +98,10 @@ def init(
         network = {k: counts[k] for k in ("rivers", "segments", "chiefs") if k in counts}
         if network:
             typer.echo("river network loaded: " + ", ".join(f"{v} {k}" for k, v in network.items()))
+        water = {k: counts[k] for k in ("intake users", "meters", "wells", "water sources", "village supplies")
+                 if k in counts}
+        if water:
+            typer.echo("water resources loaded: " + ", ".join(f"{v} {k}" for k, v in water.items()))
         if not registry.list_rules():  # a fresh registry starts with the default rule set; never overwrite edits
             from core.rules import default_rules
 

@@ -24,7 +24,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 VIEWPORT = {"width": 1600, "height": 1000}
-N_STATIONS = 40 + 24 + 30 + 1033
+# reservoirs, gauges, river stations, villages, groundwater wells, intake points (simulators/water_supply.py)
+N_STATIONS = 40 + 24 + 30 + 1033 + 30 + 82
 TIMEOUT_MS = 20_000
 expect.set_options(timeout=TIMEOUT_MS)  # a loaded 2-core machine runs the demo beside the browser
 

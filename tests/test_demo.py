@@ -45,7 +45,8 @@ def test_demo_serves_data_while_running_and_prints_a_summary(tmp_path):
         assert resp.status_code == 200, resp.text
         assert resp.json()["role"] == "duty"
         auth = {"Authorization": f"Bearer {resp.json()['access_token']}"}
-        assert len(_get(f"{base}/api/v1/stations", auth) or []) == 40 + 24 + 30 + 1033
+        # reservoirs, gauges, river stations, villages, groundwater wells, intake points (simulators/water_supply.py)
+        assert len(_get(f"{base}/api/v1/stations", auth) or []) == 40 + 24 + 30 + 1033 + 30 + 82
         assert wait_for(lambda: bool(_get(f"{base}/api/v1/readings/latest?kind=rain", auth)), 20, 0.2)
         assert wait_for(lambda: bool(_get(f"{base}/api/v1/alerts", auth)), 35, 0.5)
         alert = _get(f"{base}/api/v1/alerts", auth)[0]
