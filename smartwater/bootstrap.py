@@ -88,7 +88,7 @@ def store_demo_data(registry: Registry, settings: Settings) -> dict[str, int]:
     already (imported or generated before). The counts stored."""
     from simulators import generate_district
 
-    counts = {"stations": registry.upsert_stations(generate_district(settings.district_seed))}
+    counts = {"stations": registry.upsert_stations(generate_district(settings.district_seed, settings.flood_season))}
     counts.update(ensure_demo_network(registry, settings) or {})
     return counts
 
