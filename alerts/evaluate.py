@@ -10,7 +10,7 @@ from typing import NamedTuple, Sequence
 
 from alerts.windows import HOUR_MS, SeriesWindow
 from core.domain import Station
-from core.flood_season import FloodSeason
+from core.flood_season import FloodSeason, flood_limit_in_force
 from core.rules import Rule, RuleType
 from core.timeutil import to_ms
 
@@ -77,21 +77,6 @@ def orange_level(rule: Rule, st: Station, default_margin: float) -> tuple[float 
     if st.design_flood_level_m is not None:
         return st.design_flood_level_m - design_margin_m(rule, st, default_margin), "near_design"
     return None, "near_design"
-
-
-def flood_limit_in_force(st: Station, ts: datetime, tz: tzinfo, season: FloodSeason | None) -> tuple[
-        float | None, str]:
-    """The reservoir's ceiling on the reading's local date and what it is called: its own seasonal periods when it
-    has them; else its flood-limit level inside the district's flood season and its normal pool outside it."""
-    if st.flood_limit_periods:
-        local = ts.astimezone(tz).strftime("%m%d")
-        for period in st.flood_limit_periods:
-            if period.contains(local):
-                return period.level_m, "normal_pool" if period.type == "non_flood" else "flood_limit"
-        return st.flood_limit_level_m, "flood_limit"
-    if season is not None and not season.contains(ts, tz) and st.normal_level_m is not None:
-        return st.normal_level_m, "normal_pool"
-    return st.flood_limit_level_m, "flood_limit"
 
 
 def reference_steps(rule: Rule, st: Station, ts: datetime, tz: tzinfo, design_margin: float,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 
-from core.domain import FloodLimitPeriod
+from core.domain import FloodLimitPeriod, Station
 
 
 def parse_month_day(text: str, what: str) -> str:
@@ -81,3 +81,19 @@ class FloodSeason:
             periods.append(FloodLimitPeriod(start=_shift(self.end, 1), end=_shift(self.start, -1), level_m=normal_m,
                                             type="non_flood"))
         return periods
+
+
+def flood_limit_in_force(st: Station, ts: datetime, tz: tzinfo, season: FloodSeason | None) -> tuple[
+        float | None, str]:
+    """A reservoir's ceiling on the reading's local date and what it is: its own seasonal periods when it has
+    them (its plan); else its flood-limit level inside the district's flood season and its normal pool outside
+    it. The name is "normal_pool" for a non-flood period or outside the season, else "flood_limit"."""
+    if st.flood_limit_periods:
+        local = ts.astimezone(tz).strftime("%m%d")
+        for period in st.flood_limit_periods:
+            if period.contains(local):
+                return period.level_m, "normal_pool" if period.type == "non_flood" else "flood_limit"
+        return st.flood_limit_level_m, "flood_limit"
+    if season is not None and not season.contains(ts, tz) and st.normal_level_m is not None:
+        return st.normal_level_m, "normal_pool"
+    return st.flood_limit_level_m, "flood_limit"
