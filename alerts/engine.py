@@ -59,6 +59,7 @@ class AlertEngine:
         self.tz = zone(settings.display_timezone)
         self.reopen = timedelta(seconds=settings.alerts_reopen_s)
         self.margin_m = settings.alerts_reservoir_design_margin_m
+        self.season = settings.flood_season  # a reservoir without seasonal periods: its ceiling in and out of it
         # The stations, refreshed when due: a station added or edited while we run is evaluated as it stands.
         self.catalog = catalog or StationCatalog.of(registry, settings.station_refresh_s)
         self._catalog_version = -1
@@ -265,7 +266,7 @@ class AlertEngine:
                     wm[gi, c.col] = us
                 continue  # nothing to raise, hold, clear or close
             verdict = evaluate_point(c.rule, st, ts, value, slot.window, self.tz, self.margin_m, t_ms=ms,
-                                     levels=c.levels)
+                                     levels=c.levels, season=self.season)
             if verdict is not None:
                 self.apply(st, gi, c.col, key, c.rule, slot.metric, ts, us, verdict)
 

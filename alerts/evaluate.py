@@ -10,6 +10,7 @@ from typing import NamedTuple, Sequence
 
 from alerts.windows import HOUR_MS, SeriesWindow
 from core.domain import Station
+from core.flood_season import FloodSeason, flood_limit_in_force
 from core.rules import Rule, RuleType
 from core.timeutil import to_ms
 
@@ -42,21 +43,106 @@ def graded(levels: Sequence[tuple[str, float | None]], v: float, above: bool, hy
     return raw, hold, thr_raw
 
 
-def reference_thresholds(rule: Rule, st: Station, ts: datetime, tz: tzinfo, design_margin_m: float) -> list[
-        tuple[str, float | None]]:
-    """The station's own levels, in ascending order, matched to the rule's severities."""
+# What each reference level is called in labels and messages: Chinese first, the station kind and the level
+# crossed (docs/alert-semantics.md, "Reference levels"). A river alert never reads like a reservoir's.
+REF_LABELS = {
+    "flood_limit": ("水库超汛限水位", "above flood-limit level"),
+    "normal_pool": ("水库超正常蓄水位", "above normal pool level, outside the flood season"),
+    "flood_control_high": ("水库超防洪高水位", "above flood-control high level"),
+    "near_design": ("水库接近设计洪水位", "within the margin below design flood level"),
+    "design": ("水库达设计洪水位", "at design flood level"),
+    "warning": ("河道超警戒水位", "above warning level"),
+    "guaranteed": ("河道超保证水位", "above guaranteed level"),
+}
+
+
+class RefStep(NamedTuple):
+    severity: str
+    level_m: float | None
+    name: str  # a REF_LABELS key
+    at: bool = False  # reached at the level itself (≥), not only above it
+
+
+def design_margin_m(rule: Rule, st: Station, default: float) -> float:
+    """How far below its design flood level a reservoir without a flood-control high level goes orange: its own
+    (params.per_station.{id}.design_margin_m), the rule's (params.design_margin_m), else the setting."""
+    own = ((rule.params.get("per_station") or {}).get(st.id) or {}).get("design_margin_m")
+    return float(own if own is not None else rule.params.get("design_margin_m", default))
+
+
+def orange_level(rule: Rule, st: Station, default_margin: float) -> tuple[float | None, str]:
+    """A reservoir's orange step: its flood-control high level, else its design flood level less its margin."""
+    if st.flood_control_high_level_m is not None:
+        return st.flood_control_high_level_m, "flood_control_high"
+    if st.design_flood_level_m is not None:
+        return st.design_flood_level_m - design_margin_m(rule, st, default_margin), "near_design"
+    return None, "near_design"
+
+
+def reference_steps(rule: Rule, st: Station, ts: datetime, tz: tzinfo, design_margin: float,
+                    season: FloodSeason | None = None) -> list[RefStep]:
+    """The station's own levels, in ascending order, matched to the rule's severities. A reservoir's ladder
+    (its emergency plan): above the ceiling in force, above the flood-control high level, at the design flood
+    level; a river's: above the warning level, above the guaranteed level."""
     if st.kind.value == "reservoir":
-        design = st.design_flood_level_m
-        margin = float(rule.params.get("design_margin_m", design_margin_m))
-        refs = [st.flood_limit_at(ts, tz), None if design is None else design - margin, st.check_flood_level_m]
+        ceiling, ceiling_name = flood_limit_in_force(st, ts, tz, season)
+        orange, orange_name = orange_level(rule, st, design_margin)
+        refs = [(ceiling, ceiling_name, False), (orange, orange_name, False), (st.design_flood_level_m, "design", True)]
     else:
-        refs = [st.warning_level_m, st.guaranteed_level_m]
+        refs = [(st.warning_level_m, "warning", False), (st.guaranteed_level_m, "guaranteed", False)]
     sevs = [lv.severity.value for lv in rule.levels]
-    return list(zip(sevs, refs[-len(sevs):] if len(sevs) <= len(refs) else refs))
+    return [RefStep(sev, lvl, name, at) for sev, (lvl, name, at)
+            in zip(sevs, refs[-len(sevs):] if len(sevs) <= len(refs) else refs)]
 
 
-REF_NAMES = {"reservoir": ("flood-limit level", "design flood level (less margin)", "check flood level"),
-             "river": ("warning level", "guaranteed level")}
+def reference_thresholds(rule: Rule, st: Station, ts: datetime, tz: tzinfo, design_margin: float,
+                         season: FloodSeason | None = None) -> list[tuple[str, float | None]]:
+    return [(s.severity, s.level_m) for s in reference_steps(rule, st, ts, tz, design_margin, season)]
+
+
+def graded_steps(steps: Sequence[RefStep], v: float, hysteresis: float) -> tuple[
+        str | None, str | None, RefStep | None]:
+    """``graded`` for reference levels, some of which are reached at the level itself."""
+    raw = hold = None
+    hit = None
+    for step in steps:  # ascending severity
+        thr = step.level_m
+        if thr is None:
+            continue
+        if v > thr or (step.at and v >= thr):
+            raw, hit = step.severity, step
+        if v > thr - hysteresis or (step.at and v >= thr - hysteresis):
+            hold = step.severity
+    return raw, hold, hit
+
+
+def reference_message(st: Station, value: float, step: RefStep) -> str:
+    """"大坝水库: 水库超防洪高水位 (above flood-control high level 54.20 m), water level 54.31 m", and for a reservoir
+    the margin left to its check flood level, which the ladder records rather than waits for."""
+    zh, en = REF_LABELS[step.name]
+    msg = f"{st.name}: {zh} ({en} {step.level_m:.2f} m), water level {value:.2f} m"
+    if st.kind.value == "reservoir" and st.check_flood_level_m is not None:
+        margin = st.check_flood_level_m - value
+        msg += (f"; 距校核洪水位 {margin:.2f} m ({margin:.2f} m below check flood level "
+                f"{st.check_flood_level_m:.2f} m)" if margin > 0 else
+                f"; 超校核洪水位 {-margin:.2f} m (above check flood level {st.check_flood_level_m:.2f} m)")
+    return msg
+
+
+RISE_LABELS = {"reservoir": ("水库水位陡涨", "reservoir level"), "river": ("河道水位陡涨", "river level")}
+
+
+def rise_floor(st: Station, ts: datetime, tz: tzinfo, share: float, season: FloodSeason | None = None) -> float | None:
+    """The level below which a rate-of-rise rule does not count: ``share`` of the way from the station's base (a
+    reservoir's dead level, a river's usual stage, normal_level_m) to its first warning step (the reservoir's
+    ceiling in force, the river's warning level). None: the station lacks either, so every rise counts."""
+    if st.kind.value == "reservoir":
+        base, top = st.dead_level_m, flood_limit_in_force(st, ts, tz, season)[0]
+    else:
+        base, top = st.normal_level_m, st.warning_level_m
+    if base is None or top is None or top <= base:
+        return None
+    return base + share * (top - base)
 
 
 def rule_levels(rule: Rule) -> list[tuple[str, float | None]]:
@@ -66,7 +152,8 @@ def rule_levels(rule: Rule) -> list[tuple[str, float | None]]:
 
 def evaluate_point(rule: Rule, st: Station, ts: datetime, value: float, series: SeriesWindow | None,
                    tz: tzinfo, design_margin_m: float, *, t_ms: int | None = None,
-                   levels: list[tuple[str, float | None]] | None = None) -> Verdict | None:
+                   levels: list[tuple[str, float | None]] | None = None,
+                   season: FloodSeason | None = None) -> Verdict | None:
     """Threshold, reference-level, rate-of-rise, spike and stuck rules on one reading. None: not enough data.
     ``t_ms`` (to_ms(ts)) and ``levels`` (rule_levels(rule)) may be passed by a caller that already has them."""
     above = rule.direction == "above"
@@ -78,14 +165,11 @@ def evaluate_point(rule: Rule, st: Station, ts: datetime, value: float, series: 
         rel = "above" if above else "below"
         return Verdict(raw, hold, value, thr, f"{st.name}: {rule.metric} {value:g} {rel} {thr:g}" if raw else "")
     if rt == RuleType.reference_level:
-        levels = reference_thresholds(rule, st, ts, tz, design_margin_m)
-        raw, hold, thr = graded(levels, value, True, rule.hysteresis)
-        msg = ""
-        if raw:
-            names = REF_NAMES[st.kind.value]
-            idx = [s for s, _ in levels].index(raw) + (len(names) - len(levels))
-            msg = f"{st.name}: water level {value:.2f} m above {names[max(0, idx)]} {thr:.2f} m"
-        return Verdict(raw, hold, value, thr, msg)
+        steps = reference_steps(rule, st, ts, tz, design_margin_m, season)
+        raw, hold, hit = graded_steps(steps, value, rule.hysteresis)
+        if hit is None:
+            return Verdict(raw, hold, value, None, "")
+        return Verdict(raw, hold, value, hit.level_m, reference_message(st, value, hit))
     if series is None:
         return None
     t = to_ms(ts) if t_ms is None else t_ms
@@ -98,8 +182,17 @@ def evaluate_point(rule: Rule, st: Station, ts: datetime, value: float, series: 
             return None  # too little history to call it a rate
         rate = (value - first[1]) / ((t - first[0]) / HOUR_MS)
         raw, hold, thr = graded(levels, rate, True, rule.hysteresis)
+        share = rule.params.get("min_share_of_warning")
+        if (raw or hold) and share is not None:
+            floor = rise_floor(st, ts, tz, float(share), season)
+            if floor is not None and value < floor:  # far below its warning level: a rise there is no warning
+                return Verdict(None, None, round(rate, 4), None, "")
+        if not raw:
+            return Verdict(raw, hold, round(rate, 4), thr, "")
+        zh, en = RISE_LABELS.get(st.kind.value, ("水位陡涨", "level"))
         return Verdict(raw, hold, round(rate, 4), thr,
-                       f"{st.name}: {rule.metric} rising {rate:.2f} m/h (≥ {thr:g} m/h)" if raw else "")
+                       f"{st.name}: {zh} {rate:.2f} m/h ({en} rising {rate:.2f} m/h, ≥ {thr:g} m/h), "
+                       f"water level {value:.2f} m")
     if rt == RuleType.spike:
         prev = series.before(t)
         if prev is None:
@@ -142,8 +235,17 @@ def evaluate_rain(rule: Rule, st: Station, sums: dict[int, float], per_station: 
                 break
     msg = ""
     if raw:
-        label = rule.params.get("labels", {}).get(raw, f"{raw} {rule.name.replace('_', ' ')}")
-        msg = f"{st.name}: {value:.1f} mm of rain in {window} h (≥ {thr:g} mm: {label})"
+        # What a gauge measured, on the rule's scale (for rainstorms the CMA signal colours): a gauge exceedance,
+        # never worded as a rainstorm signal, which only meteorological offices issue.
+        if st.kind.value == "rain":
+            msg = (f"{st.name}: 雨量站 {window} 小时降雨 {value:.1f} mm ≥ {thr:g} mm "
+                   f"({window} h rain ≥ {thr:g} mm at gauge {st.name}: {value:.1f} mm)")
+        else:  # a village's rule, read from its nearest gauge
+            msg = (f"{st.name}: 最近雨量站 {window} 小时降雨 {value:.1f} mm ≥ {thr:g} mm "
+                   f"({window} h rain ≥ {thr:g} mm at the village's nearest gauge: {value:.1f} mm)")
+        label = (rule.params.get("labels") or {}).get(raw)
+        if label:
+            msg += f"; {label}"
     return Verdict(raw, raw, round(value, 3), thr, msg)
 
 

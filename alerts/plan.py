@@ -9,11 +9,12 @@ once and kept while the stations and the rules stay the same (``SlotTable``).
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from alerts.evaluate import rain_levels, rain_windows, rule_levels
+from alerts.evaluate import orange_level, rain_levels, rain_windows, rule_levels
 from alerts.index import StationIndex
 from alerts.window_matrix import RowWindow
 from alerts.windows import SeriesWindow
@@ -64,10 +65,10 @@ class RulePlan:
 def reference_limits(st: Station, rule: Rule, design_margin_m: float) -> list[float]:
     """Every level a reference-level rule may compare this station's water level with (any season)."""
     if st.kind.value == "reservoir":
-        limits = [st.flood_limit_level_m, st.check_flood_level_m]
+        limits = [st.flood_limit_level_m, st.normal_level_m, orange_level(rule, st, design_margin_m)[0]]
         limits += [p.level_m for p in st.flood_limit_periods or ()]
-        if st.design_flood_level_m is not None:
-            limits.append(st.design_flood_level_m - float(rule.params.get("design_margin_m", design_margin_m)))
+        if st.design_flood_level_m is not None:  # reached at the level itself: the bound sits just below it
+            limits.append(math.nextafter(st.design_flood_level_m, -math.inf))
     else:
         limits = [st.warning_level_m, st.guaranteed_level_m]
     return [x for x in limits if x is not None]

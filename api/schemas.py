@@ -75,6 +75,7 @@ class StationOut(_Out):
     dead_level_m: float | None
     normal_level_m: float | None
     flood_limit_level_m: float | None
+    flood_control_high_level_m: float | None = None
     design_flood_level_m: float | None
     check_flood_level_m: float | None
     crest_level_m: float | None
@@ -87,7 +88,8 @@ class StationOut(_Out):
             id=s.id, kind=s.kind, name=s.name, town=s.town, lat=s.lat, lon=s.lon, interval_s=s.interval_s,
             river=s.river, village=s.village,
             dead_level_m=s.dead_level_m, normal_level_m=s.normal_level_m,
-            flood_limit_level_m=s.flood_limit_level_m, design_flood_level_m=s.design_flood_level_m,
+            flood_limit_level_m=s.flood_limit_level_m, flood_control_high_level_m=s.flood_control_high_level_m,
+            design_flood_level_m=s.design_flood_level_m,
             check_flood_level_m=s.check_flood_level_m, crest_level_m=s.crest_level_m,
             warning_level_m=s.warning_level_m, guaranteed_level_m=s.guaranteed_level_m,
         )

@@ -116,6 +116,9 @@ class Station(BaseModel):
     dead_level_m: float | None = None
     normal_level_m: float | None = None
     flood_limit_level_m: float | None = None
+    # Flood-control high level (防洪高水位): the top of the storage the plan uses to protect downstream;
+    # above it the reservoir's emergency plan goes to orange (docs/domain.md, "Reservoirs").
+    flood_control_high_level_m: float | None = None
     design_flood_level_m: float | None = None
     check_flood_level_m: float | None = None
     crest_level_m: float | None = None
@@ -151,8 +154,9 @@ class Station(BaseModel):
         return s0 + (s1 - s0) * (level_m - l0) / (l1 - l0) if l1 != l0 else s1
 
     def reference_levels(self) -> dict[str, float]:
-        names = ("dead_level_m", "normal_level_m", "flood_limit_level_m", "design_flood_level_m",
-                 "check_flood_level_m", "crest_level_m", "warning_level_m", "guaranteed_level_m")
+        names = ("dead_level_m", "normal_level_m", "flood_limit_level_m", "flood_control_high_level_m",
+                 "design_flood_level_m", "check_flood_level_m", "crest_level_m", "warning_level_m",
+                 "guaranteed_level_m")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 

@@ -4,11 +4,15 @@ Rule types:
 
 * ``threshold``: a metric above (or below) fixed levels, one per severity.
 * ``reference_level``: reservoir and river levels against the station's own reference levels
-  (seasonal flood-limit, design and check flood levels; warning and guaranteed levels).
+  (the ladder: flood-limit level in force, flood-control high level, design flood level; warning and
+  guaranteed levels). ``params.design_margin_m`` (per reservoir: ``params.per_station``) places orange
+  below the design flood level for a reservoir without a flood-control high level.
 * ``rain_sum``: rolling rain sums; a level triggers when any of its windows (hours → mm) is reached.
   With ``params.per_station`` the windows may be overridden per station (mountain-torrent thresholds
   of a village's catchment).
-* ``rate_of_rise``: rise of a level in metres per hour over ``params.window_h``.
+* ``rate_of_rise``: rise of a level in metres per hour over ``params.window_h``; with
+  ``params.min_share_of_warning`` only above that share of the way from the station's base level to its
+  warning level.
 * ``stale``: no reading for ``params.intervals`` reporting intervals (checked by the scheduler).
 * ``stuck``: the same value ``params.count`` times in a row (data quality).
 * ``spike``: a jump of more than the level's value between consecutive readings (data quality).
@@ -117,6 +121,23 @@ class Rule(BaseModel):
             w = self.params.setdefault("window_h", 1.0)
             if not isinstance(w, (int, float)) or not 0 < w <= 24:
                 raise ValueError("params.window_h must be in (0, 24]")
+            share = self.params.get("min_share_of_warning")
+            if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float))
+                                      or not 0 <= share <= 1):
+                raise ValueError("params.min_share_of_warning must be a share in 0..1 (0.5: halfway from the "
+                                 "station's base level to its warning level)")
+        if self.type == RuleType.reference_level:
+            margins = [("params.design_margin_m", self.params.get("design_margin_m"))]
+            per = self.params.get("per_station") or {}
+            if not isinstance(per, dict):
+                raise ValueError("params.per_station must map station ids to {design_margin_m: metres}")
+            for sid, own in per.items():
+                if not isinstance(own, dict) or set(own) - {"design_margin_m"}:
+                    raise ValueError(f"params.per_station.{sid} may hold only design_margin_m")
+                margins.append((f"params.per_station.{sid}.design_margin_m", own.get("design_margin_m")))
+            for name, m in margins:
+                if m is not None and (isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 <= m <= 20):
+                    raise ValueError(f"{name} must be metres in 0..20")
         if self.type == RuleType.stale:
             n = self.params.setdefault("intervals", DEFAULT_STALE_INTERVALS)
             if not isinstance(n, (int, float)) or not 1 <= n <= 1000:

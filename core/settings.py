@@ -10,6 +10,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from core.flood_season import FloodSeason
 from core.redact import redact_url
 from core.secrets_check import key_problem, password_problem
 
@@ -91,7 +92,15 @@ class Settings(BaseSettings):
     # the registry reaches ingest and the alert engine within this time (an unknown id reloads sooner).
     station_refresh_s: float = Field(default=30.0, gt=0)
 
+    # The reservoir ladder's orange step where a reservoir has no flood-control high level: this far below its
+    # design flood level (a rule's params.design_margin_m, or per reservoir params.per_station, come first).
     alerts_reservoir_design_margin_m: float = Field(default=1.0, ge=0)
+    # The flood season, per province (Shandong: 1 June – 30 September, main season July–August; docs/domain.md,
+    # "Flood season"): local month-days. A reservoir without seasonal flood-limit periods is held to its
+    # flood-limit level inside it and to its normal pool outside; the demo district's periods follow it.
+    flood_season_start: str = "06-01"
+    flood_season_end: str = "09-30"
+    main_flood_season: str = "07-01..08-31"
     # A cleared alert whose condition returns within this much data time is reopened, not duplicated.
     alerts_reopen_s: float = Field(default=1800.0, ge=0)
     webhook_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -336,6 +345,19 @@ class Settings(BaseSettings):
     # The longest period one report request may cover (the store aggregates it; the benchmark covers a year).
     reports_max_range_days: int = Field(default=366, ge=1, le=3660)
     # --- end of the reports block ---
+
+    @model_validator(mode="after")
+    def _check_flood_season(self) -> "Settings":
+        try:
+            FloodSeason.parse(self.flood_season_start, self.flood_season_end, self.main_flood_season)
+        except ValueError as exc:
+            raise ValueError(f"SMARTWATER_FLOOD_SEASON_START / _END / SMARTWATER_MAIN_FLOOD_SEASON: {exc}") from None
+        return self
+
+    @property
+    def flood_season(self) -> FloodSeason:
+        """The flood season of the district (validated when the settings were read)."""
+        return FloodSeason.parse(self.flood_season_start, self.flood_season_end, self.main_flood_season)
 
     @property
     def mqtt(self) -> "MqttEndpoint":

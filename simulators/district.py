@@ -12,7 +12,8 @@ import math
 import random
 
 
-from core.domain import FloodLimitPeriod, Kind, Station
+from core.domain import Kind, Station
+from core.flood_season import FloodSeason
 
 DEFAULT_SEED = 20260628
 
@@ -148,7 +149,8 @@ def _split(total: int, weights: list[float], rng: random.Random, minimum: int) -
     return parts
 
 
-def _reservoir(rng: random.Random, idx: int, name: str, town: str, lat: float, lon: float, medium: bool) -> Station:
+def _reservoir(rng: random.Random, idx: int, name: str, town: str, lat: float, lon: float, medium: bool,
+               season: FloodSeason) -> Station:
     dead = round(rng.uniform(20.0, 118.0), 2)
     flood_limit = round(dead + rng.uniform(3.0, 8.0), 2)
     # Some reservoirs are allowed to stay full through the flood season (flood-limit = normal pool).
@@ -169,20 +171,23 @@ def _reservoir(rng: random.Random, idx: int, name: str, town: str, lat: float, l
         if curve and storage <= curve[-1][1]:
             storage = round(curve[-1][1] + 0.0001, 4)
         curve.append((level, storage))
-    periods = [
-        FloodLimitPeriod(start="0601", end="0915", level_m=flood_limit, type="main"),
-        FloodLimitPeriod(start="0916", end="0531", level_m=normal, type="non_flood"),
-    ]
+    periods = season.flood_limit_periods(flood_limit, normal)
+    # The flood-control high level lies between the normal pool and the design flood level; drawn without the
+    # generator's random numbers, so a seed gives the same district as before it existed.
+    flood_control_high = round(normal + 0.6 * (design - normal), 2)
     return Station(
         id=f"RS{idx:04d}", kind=Kind.reservoir, name=name, town=town, lat=lat, lon=lon,
         interval_s=rng.choice((600, 900)), dead_level_m=dead, flood_limit_level_m=flood_limit,
-        normal_level_m=normal, design_flood_level_m=design, check_flood_level_m=check, crest_level_m=crest,
+        normal_level_m=normal, flood_control_high_level_m=flood_control_high, design_flood_level_m=design,
+        check_flood_level_m=check, crest_level_m=crest,
         level_storage=curve, flood_limit_periods=periods,
     )
 
 
-def generate_district(seed: int = DEFAULT_SEED) -> list[Station]:
-    """Jimo-sized station list, identical for the same seed: reservoirs, rain gauges, rivers, villages."""
+def generate_district(seed: int = DEFAULT_SEED, season: FloodSeason | None = None) -> list[Station]:
+    """Jimo-sized station list, identical for the same seed: reservoirs, rain gauges, rivers, villages. The
+    reservoirs' flood-limit periods follow ``season`` (default: Shandong's, as the settings' default)."""
+    season = season or FloodSeason()
     rng = random.Random(seed)
     names = _Names(rng)
     stations: list[Station] = []
@@ -196,7 +201,7 @@ def generate_district(seed: int = DEFAULT_SEED) -> list[Station]:
         lat, lon = _place(rng, tlat, tlon, 0.03)
         medium = i <= len(MEDIUM_RESERVOIRS)
         name = names.claim(MEDIUM_RESERVOIRS[i - 1]) if medium else names.village().removesuffix("村") + "水库"
-        reservoirs.append(_reservoir(rng, i, name, town, lat, lon, medium))
+        reservoirs.append(_reservoir(rng, i, name, town, lat, lon, medium, season))
     stations += reservoirs
 
     # Rain gauges: one at each town seat, the rest at the largest reservoirs (where bureaus put them).
@@ -227,7 +232,9 @@ def generate_district(seed: int = DEFAULT_SEED) -> list[Station]:
             guaranteed = round(warning + rng.uniform(0.8, 1.8), 2)
             stations.append(Station(id=f"RV{idx:04d}", kind=Kind.river, name=name, town=town, lat=lat, lon=lon,
                                     interval_s=rng.choice((600, 900)), river=river, warning_level_m=warning,
-                                    guaranteed_level_m=guaranteed))
+                                    guaranteed_level_m=guaranteed,
+                                    # the usual stage (常水位), half a metre over the bed as the scenarios run
+                                    normal_level_m=round(bed + 0.5, 2)))
 
     # Village water-supply points, every town getting a share of the 1,033 villages.
     counts = _split(N_VILLAGES, [t[3] for t in TOWNS], rng, minimum=30)

@@ -159,7 +159,7 @@ def store_demo_data(registry: Registry, settings: Settings) -> dict[str, int]:
     from simulators import generate_district
     from simulators.water_supply import generate_water_supply
 
-    district = generate_district(settings.district_seed)
+    district = generate_district(settings.district_seed, settings.flood_season)
     supply = generate_water_supply(district, settings.district_seed)
     counts = {"stations": registry.upsert_stations(district + supply.stations)}
     counts.update(store_supply(registry, Bundle(intake_users=supply.intake_users, meters=supply.meters,

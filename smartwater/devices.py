@@ -274,7 +274,7 @@ def credentials_cmd(
         elif district:
             from simulators import generate_district
 
-            stations = generate_district(_settings().district_seed)
+            stations = generate_district(_settings().district_seed, _settings().flood_season)
         else:
             from core.registry import open_registry
 

@@ -31,8 +31,8 @@ def test_reservoir_raises_escalates_in_place_and_clears(engine, registry):
     assert registry.list_alerts() == []
     engine.process([level("RS9001", "reservoir", 10, 50.2)])  # above flood-limit 50.0
     engine.process([level("RS9001", "reservoir", 20, 50.5)])  # still yellow: no new alert
-    engine.process([level("RS9001", "reservoir", 30, 53.1)])  # within 1 m of design 54.0 → orange
-    engine.process([level("RS9001", "reservoir", 40, 55.6)])  # check flood level 55.5 → red
+    engine.process([level("RS9001", "reservoir", 30, 53.1)])  # 1 m below design flood 54.0 → orange
+    engine.process([level("RS9001", "reservoir", 40, 55.6)])  # past the design flood level 54.0 → red
     alerts = [a for a in registry.list_alerts() if a.rule == "reservoir_level"]
     assert len(alerts) == 1
     a = alerts[0]

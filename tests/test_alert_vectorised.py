@@ -113,8 +113,11 @@ def district() -> list:
         out.append(GAUGE.model_copy(update={"id": f"RG{i:04d}", "lat": 36.3 + 0.02 * i}))
         periods = [FloodLimitPeriod(start="0601", end="0915", level_m=50.0 + 0.2 * (i % 3), type="main"),
                    FloodLimitPeriod(start="0916", end="0531", level_m=51.0, type="non_flood")] if i % 2 else None
-        out.append(RESERVOIR.model_copy(update={"id": f"RS{i:04d}", "flood_limit_periods": periods}))
-        out.append(RIVER.model_copy(update={"id": f"RV{i:04d}"}))
+        # half with a flood-control high level (orange there), half with the margin below design flood
+        out.append(RESERVOIR.model_copy(update={"id": f"RS{i:04d}", "flood_limit_periods": periods,
+                                                "flood_control_high_level_m": 52.5 if i % 4 < 2 else None}))
+        # some rivers with a usual stage, so rate-of-rise counts only above half the way to warning
+        out.append(RIVER.model_copy(update={"id": f"RV{i:04d}", "normal_level_m": 7.0 if i % 3 else None}))
         for j in range(3):
             out.append(VILLAGE.model_copy(update={"id": f"VW{i:02d}{j:02d}", "lat": 36.3 + 0.02 * i + 0.001 * j}))
     return out
@@ -126,6 +129,8 @@ def rules() -> list[Rule]:
         if r.name == "mountain_torrent":
             r = r.model_copy(update={"enabled": True, "params": {**r.params, "per_station": {
                 "VW0101": {"orange": {1: 20}, "red": {1: 30}}}}})
+        elif r.name == "reservoir_level":  # one reservoir with a margin of its own
+            r = r.model_copy(update={"params": {**r.params, "per_station": {"RS0003": {"design_margin_m": 0.4}}}})
         elif r.name == "level_stuck":  # the default holds a day, longer than this run
             r = r.model_copy(update={"min_duration_s": 0})
         out.append(r)

@@ -152,8 +152,8 @@ def test_list_stations(client):
     assert r1 == {
         "id": "R1", "kind": "reservoir", "name": "Shimen Reservoir", "town": "Lingshan", "lat": 36.4, "lon": 120.5,
         "interval_s": 300, "river": "Moshui", "village": None, "dead_level_m": 40.0, "normal_level_m": 55.0,
-        "flood_limit_level_m": 53.0, "design_flood_level_m": 58.5, "check_flood_level_m": 59.8,
-        "crest_level_m": 61.0, "warning_level_m": None, "guaranteed_level_m": None,
+        "flood_limit_level_m": 53.0, "flood_control_high_level_m": None, "design_flood_level_m": 58.5,
+        "check_flood_level_m": 59.8, "crest_level_m": 61.0, "warning_level_m": None, "guaranteed_level_m": None,
     }
     assert stations[2]["warning_level_m"] == 12.0 and stations[2]["guaranteed_level_m"] == 14.5
     assert stations[2]["dead_level_m"] is None

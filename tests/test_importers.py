@@ -77,3 +77,19 @@ def test_rivers_are_cut_into_village_and_town_segments_by_the_villages():
         ("R1-001", Level.village, VILLAGE.village), ("R1-002", Level.town, None)]
     assert all(s.town == VILLAGE.town for s in segments)
     assert segments[0].geometry[-1] == segments[1].geometry[0]  # contiguous
+
+
+def test_flood_control_high_level_travels_through_csv_and_older_files_still_load(tmp_path):
+    from tests.conftest import RESERVOIR
+
+    reservoir = RESERVOIR.model_copy(update={"flood_control_high_level_m": 52.5})
+    path = tmp_path / "stations.csv"
+    write_stations_csv([reservoir], path)
+    assert "flood_control_high_level_m" in path.read_text(encoding="utf-8").splitlines()[0]
+    assert load_stations_csv(path)[0].flood_control_high_level_m == 52.5
+    # a file written before the column existed: the level is simply not known
+    header, row = [line.split(",") for line in path.read_text(encoding="utf-8").splitlines()]
+    col = header.index("flood_control_high_level_m")
+    older = tmp_path / "older.csv"
+    older.write_text("\n".join(",".join(r[:col] + r[col + 1:]) for r in (header, row)) + "\n", encoding="utf-8")
+    assert load_stations_csv(older)[0].flood_control_high_level_m is None

@@ -85,12 +85,15 @@ def test_reservoir_levels_are_ordered_and_curves_cover_dead_level_to_crest(distr
 
 def test_reservoir_flood_limit_is_seasonal(district):
     r = by_kind(district, Kind.reservoir)[0]
-    assert [(p.start, p.end, p.type) for p in r.flood_limit_periods] == [("0601", "0915", "main"),
-                                                                          ("0916", "0531", "non_flood")]
+    # Shandong's flood season, 1 June – 30 September, main season July–August (docs/domain.md, "Flood season")
+    assert [(p.start, p.end, p.type) for p in r.flood_limit_periods] == [
+        ("0601", "0630", "transition"), ("0701", "0831", "main"), ("0901", "0930", "late"),
+        ("1001", "0531", "non_flood")]
     def at(month: int, day: int) -> float:
         return r.flood_limit_at(datetime(2026, month, day, 12, tzinfo=CST), CST)
-    assert at(6, 1) == at(7, 20) == at(9, 15) == r.flood_limit_level_m
-    assert at(9, 16) == at(1, 1) == at(5, 31) == r.normal_level_m
+    assert at(6, 1) == at(7, 20) == at(9, 15) == at(9, 30) == r.flood_limit_level_m
+    assert at(10, 1) == at(1, 1) == at(5, 31) == r.normal_level_m
+    assert r.normal_level_m < r.flood_control_high_level_m < r.design_flood_level_m
 
 
 def test_river_stations_have_warning_below_guaranteed(district):

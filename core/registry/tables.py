@@ -30,6 +30,7 @@ stations = Table(
     Column("guaranteed_level_m", Float),
     Column("level_storage", JSON),
     Column("flood_limit_periods", JSON),
+    Column("flood_control_high_level_m", Float),  # added by a later revision: last, as the migration adds it
 )
 
 dead_letters = Table(

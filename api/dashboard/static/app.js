@@ -417,7 +417,8 @@ function references(d) {
   if (d.kind === "reservoir") {
     return [
       { label: t("ref.check_flood"), value: d.check_flood_level_m, cls: "ref-red" },
-      { label: t("ref.design_flood"), value: d.design_flood_level_m, cls: "ref-orange" },
+      { label: t("ref.design_flood"), value: d.design_flood_level_m, cls: "ref-red" },
+      { label: t("ref.flood_control_high"), value: d.flood_control_high_level_m, cls: "ref-orange" },
       { label: t("ref.flood_limit"), value: floodLimitNow(d, st.map?.as_of ?? new Date()), cls: "ref-yellow" },
       { label: t("ref.normal"), value: d.normal_level_m, cls: "ref-normal" },
     ].filter((r) => r.value !== null && r.value !== undefined);

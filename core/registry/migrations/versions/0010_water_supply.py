@@ -1,7 +1,7 @@
 """intake users and meters, groundwater wells, water sources, village supplies
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-04 17:00:00
 
 Runs inside one transaction with every other pending revision, on SQLite and PostgreSQL: keep it portable.
@@ -12,8 +12,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0009'
-down_revision = '0008'
+revision = '0010'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
