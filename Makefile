@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-at bench install install-test test-servers clean
+.PHONY: demo test test-fast test-at bench install install-test test-servers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: install
 
 test: install-test test-servers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The unit layer only: no broker, no database server, no browser (tests marked `unit`).
+test-fast: install-test
+	$(BIN)/python -m pytest -m unit $(PYTEST_ARGS)
 
 # The whole suite with every process's clock shifted to start at AT (docs/testing.md), e.g.
 #   make test-at AT='2027-01-01 00:20 +0800'

@@ -9,6 +9,8 @@ import pytest
 from alerts.dispatch import Dispatcher
 from core.incidents import IncidentPolicy, Matcher, Silence, alert_labels
 
+pytestmark = pytest.mark.unit
+
 UTC = timezone.utc
 T0 = datetime(2026, 7, 20, 0, 0, tzinfo=UTC)  # 08:00 local, the main flood season
 
