@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Iterator, Optional
 
 import typer
 
@@ -696,34 +697,34 @@ def user_list(as_json: bool = typer.Option(False, "--json", help="Print JSON ins
         typer.echo("no users: add one with `smartwater user add NAME --role admin`", err=True)
 
 
-@user_app.command("disable")
-def user_disable(name: str = typer.Argument(..., help="The user to disable.")) -> None:
-    """Disable a user: no more logins, and their tokens are refused (by a running API within
-    SMARTWATER_AUTH_USER_CACHE_S seconds)."""
+@contextmanager
+def _user_repo(name: str) -> Iterator[Any]:
+    """The user accounts for one command about ``name``; an unknown user ends it with a clear error."""
     from core.registry import UserNotFound, UserRepo
 
     registry = _open_registry()
     try:
-        user = UserRepo(registry.engine).set_active(name, False)
+        yield UserRepo(registry.engine)
     except UserNotFound:
         raise _fail(f"no user named {name.strip().lower()!r}") from None
     finally:
         registry.close()
+
+
+@user_app.command("disable")
+def user_disable(name: str = typer.Argument(..., help="The user to disable.")) -> None:
+    """Disable a user: no more logins, and their tokens are refused (by a running API within
+    SMARTWATER_AUTH_USER_CACHE_S seconds)."""
+    with _user_repo(name) as users:
+        user = users.set_active(name, False)
     typer.echo(f"user {user.username!r} disabled")
 
 
 @user_app.command("enable")
 def user_enable(name: str = typer.Argument(..., help="The user to enable again.")) -> None:
     """Enable a disabled user: they can log in again (tokens issued before stay refused if revoked)."""
-    from core.registry import UserNotFound, UserRepo
-
-    registry = _open_registry()
-    try:
-        user = UserRepo(registry.engine).set_active(name, True)
-    except UserNotFound:
-        raise _fail(f"no user named {name.strip().lower()!r}") from None
-    finally:
-        registry.close()
+    with _user_repo(name) as users:
+        user = users.set_active(name, True)
     typer.echo(f"user {user.username!r} enabled")
 
 
@@ -756,15 +757,8 @@ def user_password(name: str = typer.Argument(..., help="The user whose password 
 @user_app.command("revoke")
 def user_revoke(name: str = typer.Argument(..., help="The user whose tokens to revoke.")) -> None:
     """Refuse every token issued to a user so far (a lost phone, a leaked token); they can log in again."""
-    from core.registry import UserNotFound, UserRepo
-
-    registry = _open_registry()
-    try:
-        user = UserRepo(registry.engine).revoke_tokens(name)
-    except UserNotFound:
-        raise _fail(f"no user named {name.strip().lower()!r}") from None
-    finally:
-        registry.close()
+    with _user_repo(name) as users:
+        user = users.revoke_tokens(name)
     typer.echo(f"all tokens of {user.username!r} revoked")
 
 
