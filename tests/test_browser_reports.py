@@ -4,12 +4,11 @@ areal rainfall by town, a reservoir's inflow hydrograph, and the Excel download 
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from api import ApiServer
 from core.registry import open_registry
@@ -17,12 +16,10 @@ from core.reports.towns import TownRepo
 from core.settings import Settings
 from core.tsdb.sqlite import SQLiteStore
 from simulators.town_polygons import generate_towns
+from support.browser import chromium
 from tests.auth_util import PASSWORD, ensure_user
 from tests.reports_support import report_stations, storm_readings
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 TIMEOUT_MS = 20_000
 expect.set_options(timeout=TIMEOUT_MS)
@@ -51,12 +48,8 @@ def server(tmp_path_factory, district) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: `make test-servers` installs Debian's chromium")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def test_reports_page_shows_the_storm_and_downloads_excel(server: str, browser: Browser) -> None:

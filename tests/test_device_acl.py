@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import stat
 import threading
+import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -64,12 +65,15 @@ def _connack(server: MosquittoServer, username: str | None, password: str | None
 
     client.on_connect = on_connect
     client.connect("127.0.0.1", server.port)
-    client.loop_start()
+    # The network loop in this thread: with loop_start(), a refused CONNACK ends paho's own thread while
+    # loop_stop() may be joining it, and paho then fails on its own cleared thread handle.
+    deadline = time.monotonic() + 10
     try:
-        assert done.wait(10), "no CONNACK"
+        while not done.is_set() and time.monotonic() < deadline:
+            client.loop(timeout=0.1)
+        assert done.is_set(), "no CONNACK"
     finally:
         client.disconnect()
-        client.loop_stop()
     return got[0]
 
 
